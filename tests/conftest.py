@@ -1,0 +1,40 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+# One intra-op thread: small test tensors gain nothing from more, and a busy second
+# core makes OpenMP barriers spin.
+torch.set_num_threads(1)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give a model non-trivial weights: random BN statistics and affine parameters,
+    non-zero ReZero / positional-encoding scales and biases (defaults hide bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("scale"):
+                p.copy_(torch.empty(()).uniform_(0.3, 1.0, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.empty(m.num_features).uniform_(0.5, 2.0, generator=g))
+                m.weight.copy_(torch.empty(m.num_features).uniform_(0.5, 1.5, generator=g))
+    return model.eval()
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data not found at {SHARED}")
+    return SHARED

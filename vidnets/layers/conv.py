@@ -1,0 +1,204 @@
+"""Convolutions on clips ``[B, C, T, H, W]``: 3D, (2+1)D and the 2D-on-frames layout.
+
+Three layouts compute the same function family and share weights up to a reshape:
+
+* ``"3d"``          one ``Conv3d`` with a ``kt x k x k`` kernel;
+* ``"3d_2plus1d"``  ``Conv3d`` ``1 x k x k`` then ``Conv3d`` ``kt x 1 x 1`` (training layout);
+* ``"2plus1d"``     ``Conv2d`` ``k x k`` on frames folded into the batch, then ``Conv2d``
+                    ``kt x 1`` over ``[B, C, T, H*W]`` (the official inference layout).
+
+``ConvBNAct`` loads a checkpoint of either (2+1)D layout: 5-D and 4-D weights of the
+same size are reshaped on load.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import make_activation
+from .norm import batch_norm
+from .padding import f_pad_args, same_output_size, same_padding
+from .state import State, StreamBuffer
+
+Layout = Literal["3d", "3d_2plus1d", "2plus1d"]
+LAYOUTS: tuple[str, ...] = ("3d", "3d_2plus1d", "2plus1d")
+ConvOp = Literal["3d", "frames", "time"]
+Triple = tuple[int, int, int]
+
+
+def check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown conv layout {layout!r}; expected one of {LAYOUTS}")
+
+
+class ConvBNAct(nn.Module):
+    """One convolution, optional BatchNorm and activation on a clip ``[B, C, T, H, W]``.
+
+    ``op``: ``"3d"`` (``Conv3d``), ``"frames"`` (``Conv2d`` ``kh x kw`` on every frame) or
+    ``"time"`` (``Conv2d`` ``kt x 1`` along time). Spatial padding is TF "same"; temporal
+    padding is "same" unless ``causal_time`` (the caller prepends a stream buffer).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: Triple = (1, 1, 1),
+        stride: Triple = (1, 1, 1),
+        *,
+        op: ConvOp = "3d",
+        groups: int = 1,
+        bias: bool = False,
+        norm: bool = True,
+        activation: str | None = None,
+        causal_time: bool = False,
+    ) -> None:
+        super().__init__()
+        self.op = op
+        self.kernel = tuple(kernel)
+        self.stride = tuple(stride)
+        self.causal_time = causal_time
+        kt, kh, kw = kernel
+        st, sh, sw = stride
+        if op == "3d":
+            conv_k, conv_s = (kt, kh, kw), (st, sh, sw)
+        elif op == "frames":
+            if kt != 1 or st != 1:
+                raise ValueError(f"a per-frame conv has no temporal extent, got {kernel}/{stride}")
+            conv_k, conv_s = (kh, kw), (sh, sw)
+        elif op == "time":
+            if (kh, kw, sh, sw) != (1, 1, 1, 1):
+                raise ValueError(f"a temporal conv has no spatial extent, got {kernel}/{stride}")
+            conv_k, conv_s = (kt, 1), (st, 1)
+        else:
+            raise ValueError(f"unknown conv op {op!r}")
+        dims = 3 if op == "3d" else 2
+        conv_cls = nn.Conv3d if dims == 3 else nn.Conv2d
+        # Stride 1 with odd kernels pads symmetrically: let the conv do it.
+        self.static_padding = all(s == 1 for s in stride) and all(k % 2 for k in kernel)
+        padding = 0
+        if self.static_padding:
+            pads = [0 if causal_time else (kt - 1) // 2, (kh - 1) // 2, (kw - 1) // 2]
+            padding = {"3d": pads, "frames": pads[1:], "time": [pads[0], 0]}[op]
+        self.conv = conv_cls(in_channels, out_channels, conv_k, conv_s, padding=padding,
+                             groups=groups, bias=bias)
+        self.bn = batch_norm(out_channels, dims) if norm else None
+        self.act = make_activation(activation)
+
+    def _pad(self, x: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
+        """TF "same" (and causal-time) padding for strided convs."""
+        kt, kh, kw = self.kernel
+        st, sh, sw = self.stride
+        time_pad = (0, 0) if self.causal_time else same_padding(t, kt, st)
+        space = [same_padding(h, kh, sh), same_padding(w, kw, sw)]
+        pads = {"3d": [time_pad, *space], "frames": space, "time": [time_pad, (0, 0)]}[self.op]
+        return F.pad(x, f_pad_args(pads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, T, H, W]`` -> ``[B, C', T', H', W']``."""
+        b, _, t, h, w = x.shape
+        if self.op == "frames":
+            y = x.transpose(1, 2).reshape(b * t, -1, h, w)
+        elif self.op == "time":
+            y = x.reshape(b, -1, t, h * w)
+        else:
+            y = x
+        if not self.static_padding:
+            y = self._pad(y, t, h, w)
+        y = self.conv(y)
+        if self.bn is not None:
+            y = self.bn(y)
+        y = self.act(y)
+        if self.op == "frames":
+            return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+        if self.op == "time":
+            return y.reshape(b, y.shape[1], y.shape[2], h, w)
+        return y
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        key = prefix + "conv.weight"
+        weight = state_dict.get(key)
+        own = self.conv.weight
+        if weight is not None and weight.shape != own.shape and weight.numel() == own.numel() \
+                and {weight.dim(), own.dim()} == {4, 5}:
+            state_dict[key] = weight.reshape(own.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class SpatioTemporalConv(nn.Module):
+    """A ``kt x kh x kw`` conv-BN-act, whole (``"3d"``) or factorised (2+1)D, causal or not.
+
+    Factorised: spatial conv-BN-act, then temporal conv-BN-act (``bn_temporal`` in the
+    official names). Causal: the temporal conv sees a :class:`StreamBuffer` of its last
+    ``kt - 1`` input frames instead of zero padding.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: Triple,
+        stride: Triple = (1, 1, 1),
+        *,
+        layout: Layout = "3d",
+        depthwise: bool = False,
+        causal: bool = False,
+        activation: str | None = None,
+        state_prefix: str = "",
+    ) -> None:
+        super().__init__()
+        check_layout(layout)
+        kt, kh, kw = kernel
+        st, sh, sw = stride
+        if depthwise and in_channels != out_channels:
+            raise ValueError(
+                f"depthwise conv needs in == out channels, got {in_channels}->{out_channels}")
+        if causal and st != 1:
+            raise ValueError(f"causal convs cannot stride in time, got stride {stride}")
+        groups = in_channels if depthwise else 1
+        self.stride = tuple(stride)
+        self.factorised = layout != "3d" and kt > 1
+        spatial_op: ConvOp = "frames" if layout == "2plus1d" else "3d"
+        common = dict(groups=groups, activation=activation)
+        if self.factorised:
+            self.conv = ConvBNAct(in_channels, out_channels, (1, kh, kw), (1, sh, sw),
+                                  op=spatial_op, **common)
+            self.conv_temporal = ConvBNAct(
+                out_channels, out_channels, (kt, 1, 1), (st, 1, 1),
+                op="time" if layout == "2plus1d" else "3d", causal_time=causal, **common)
+        else:
+            op: ConvOp = spatial_op if kt == 1 else "3d"
+            self.conv = ConvBNAct(in_channels, out_channels, kernel, stride, op=op,
+                                  causal_time=causal, **common)
+            self.conv_temporal = None
+        self.buffer = StreamBuffer(kt - 1, state_prefix) if causal and kt > 1 else None
+        self.buffer_channels = out_channels if self.factorised else in_channels
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return same_output_size(height, self.stride[1]), same_output_size(width, self.stride[2])
+
+    def init_state(self, batch: int, height: int, width: int, *, dtype: torch.dtype,
+                   device: torch.device | None = None) -> State:
+        """Zero state for an input of ``height x width``."""
+        if self.buffer is None:
+            return {}
+        if self.factorised:
+            height, width = self.output_size(height, width)
+        return self.buffer.init_state(batch, self.buffer_channels, height, width,
+                                      dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """``[B, C, T, H, W]`` -> ``([B, C', T, H', W'], new state)``."""
+        new_state: State = {}
+        if self.conv_temporal is None:
+            if self.buffer is not None:
+                x, new_state = self.buffer(x, state)
+            return self.conv(x), new_state
+        x = self.conv(x)
+        if self.buffer is not None:
+            x, new_state = self.buffer(x, state)
+        return self.conv_temporal(x), new_state
