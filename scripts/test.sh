@@ -2,9 +2,14 @@
 # Set up a fresh machine and run the whole test suite (the README's second command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pip() { python -m pip install -q --disable-pip-version-check "$@"; }
 # torch==2.13.0 resolves to the local CPU build; install it first so that nothing
 # later pulls a CUDA build.
-python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[test]"
+pip torch==2.13.0
+pip -e ".[test,tf-reference]"
+# the official TF MoViNet (reference for the checkpoint tests), without its heavy pins
+pip --no-deps tf-keras==2.20.1 tf-models-official==2.20.0
+python -c "import torch; assert torch.__version__.startswith('2.13.0') and not torch.version.cuda"
 ruff check vidnets tests benchmarks tools
-python -m pytest -q
+# reference checks must run here, not be skipped
+VIDNETS_REQUIRE_REFERENCE=1 python -m pytest -q

@@ -62,6 +62,27 @@ def cmd_flops(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    import time
+
+    from .weights import save_weights
+    from .weights.checkpoint import convert_official
+    from .weights.download import sha256_of
+
+    start = time.perf_counter()
+    state, metadata = convert_official(args.src, args.model)
+    out = save_weights(state, args.out, metadata)
+    print(f"converted {args.src} -> {out}")
+    print(f"  model           {args.model} ({metadata['num_classes']} classes, "
+          f"labels {metadata['label_set']})")
+    print(f"  tensors mapped  {metadata['checkpoint_variables']} checkpoint variables (all) -> "
+          f"{metadata['tensors']} state-dict entries (all)")
+    print(f"  source sha256   {metadata['source_sha256']}")
+    print(f"  output sha256   {sha256_of(out)}")
+    print(f"  time            {time.perf_counter() - start:.2f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidnets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, help="classifier size (default: the model's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("convert", help="official checkpoint -> vidnets .safetensors")
+    p.add_argument("src", help="release .tar.gz, checkpoint directory, or checkpoint prefix")
+    p.add_argument("--model", required=True, help="registered model name, e.g. movinet_a0_base")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -85,8 +85,8 @@ class VideoClassifier(nn.Module):
             extra = sorted(set(got) - set(expected))
             wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
             details = "; ".join(filter(None, [
-                f"missing {missing}" if missing else "",
-                f"unexpected {extra}" if extra else "",
+                f"{len(missing)} missing, e.g. {missing[:3]}" if missing else "",
+                f"{len(extra)} unexpected, e.g. {extra[:3]}" if extra else "",
                 ", ".join(f"{k}: expected {expected[k]}, got {got[k]}" for k in wrong[:3]),
             ]))
             raise ValueError(
