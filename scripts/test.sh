@@ -2,7 +2,8 @@
 # Set up a fresh machine and run the whole test suite (the README's second command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pip() { python -m pip install -q --disable-pip-version-check "$@"; }
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+pip() { python -m pip install -q "$@"; }
 # torch==2.13.0 resolves to the local CPU build; install it first so that nothing
 # later pulls a CUDA build.
 pip torch==2.13.0

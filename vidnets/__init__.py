@@ -1,7 +1,8 @@
 """vidnets: efficient video recognition in PyTorch (MoViNet, X3D, VoV3D)."""
 
+from .config import ModelConfig
 from .models import Streamer, VideoClassifier
-from .registry import ModelConfig, create_model, list_models, model_config
+from .registry import create_model, list_models, model_config
 
 __version__ = "0.1.0"
 

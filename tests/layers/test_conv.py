@@ -74,3 +74,14 @@ def test_bad_layout_and_causal_stride():
         SpatioTemporalConv(4, 4, (3, 3, 3), layout="2d")
     with pytest.raises(ValueError, match="stride in time"):
         SpatioTemporalConv(4, 4, (3, 3, 3), (2, 1, 1), causal=True)
+
+
+def test_symmetric_padding_matches_pytorch_convention():
+    conv = ConvBNAct(4, 6, (3, 3, 3), (1, 2, 2), norm=False, padding="symmetric")
+    x = torch.randn(1, 4, 5, 8, 8)
+    expected = F.conv3d(x, conv.conv.weight, stride=(1, 2, 2), padding=1)
+    torch.testing.assert_close(conv(x), expected)
+    # TF "same" differs on even sizes at stride 2 (pads 0 before, 1 after)
+    tf_conv = ConvBNAct(4, 6, (3, 3, 3), (1, 2, 2), norm=False)
+    tf_conv.load_state_dict(conv.state_dict())
+    assert not torch.allclose(tf_conv(x), expected)

@@ -27,6 +27,9 @@ from .state import State, StreamBuffer
 Layout = Literal["3d", "3d_2plus1d", "2plus1d"]
 LAYOUTS: tuple[str, ...] = ("3d", "3d_2plus1d", "2plus1d")
 ConvOp = Literal["3d", "frames", "time"]
+# "tf": TF "same" padding (asymmetric for stride 2 on even sizes), as the official
+# MoViNets; "symmetric": PyTorch's (k - 1) // 2 on both sides, as PySlowFast/pytorchvideo.
+Padding = Literal["tf", "symmetric"]
 Triple = tuple[int, int, int]
 
 
@@ -41,6 +44,7 @@ class ConvBNAct(nn.Module):
     ``op``: ``"3d"`` (``Conv3d``), ``"frames"`` (``Conv2d`` ``kh x kw`` on every frame) or
     ``"time"`` (``Conv2d`` ``kt x 1`` along time). Spatial padding is TF "same"; temporal
     padding is "same" unless ``causal_time`` (the caller prepends a stream buffer).
+    ``padding``: TF's asymmetric "same" (``"tf"``) or PyTorch's symmetric rule.
     """
 
     def __init__(
@@ -56,8 +60,11 @@ class ConvBNAct(nn.Module):
         norm: bool = True,
         activation: str | None = None,
         causal_time: bool = False,
+        padding: Padding = "tf",
     ) -> None:
         super().__init__()
+        if padding not in ("tf", "symmetric"):
+            raise ValueError(f"unknown padding {padding!r}; expected 'tf' or 'symmetric'")
         self.op = op
         self.kernel = tuple(kernel)
         self.stride = tuple(stride)
@@ -78,13 +85,14 @@ class ConvBNAct(nn.Module):
             raise ValueError(f"unknown conv op {op!r}")
         dims = 3 if op == "3d" else 2
         conv_cls = nn.Conv3d if dims == 3 else nn.Conv2d
-        # Stride 1 with odd kernels pads symmetrically: let the conv do it.
-        self.static_padding = all(s == 1 for s in stride) and all(k % 2 for k in kernel)
-        padding = 0
+        # Symmetric padding (always, or TF's at stride 1 with odd kernels): let the conv pad.
+        self.static_padding = padding == "symmetric" or (
+            all(s == 1 for s in stride) and all(k % 2 for k in kernel))
+        conv_padding = 0
         if self.static_padding:
             pads = [0 if causal_time else (kt - 1) // 2, (kh - 1) // 2, (kw - 1) // 2]
-            padding = {"3d": pads, "frames": pads[1:], "time": [pads[0], 0]}[op]
-        self.conv = conv_cls(in_channels, out_channels, conv_k, conv_s, padding=padding,
+            conv_padding = {"3d": pads, "frames": pads[1:], "time": [pads[0], 0]}[op]
+        self.conv = conv_cls(in_channels, out_channels, conv_k, conv_s, padding=conv_padding,
                              groups=groups, bias=bias)
         self.bn = batch_norm(out_channels, dims) if norm else None
         self.act = make_activation(activation)
@@ -148,6 +156,7 @@ class SpatioTemporalConv(nn.Module):
         depthwise: bool = False,
         causal: bool = False,
         activation: str | None = None,
+        padding: Padding = "tf",
         state_prefix: str = "",
     ) -> None:
         super().__init__()
@@ -163,7 +172,7 @@ class SpatioTemporalConv(nn.Module):
         self.stride = tuple(stride)
         self.factorised = layout != "3d" and kt > 1
         spatial_op: ConvOp = "frames" if layout == "2plus1d" else "3d"
-        common = dict(groups=groups, activation=activation)
+        common = dict(groups=groups, activation=activation, padding=padding)
         if self.factorised:
             self.conv = ConvBNAct(in_channels, out_channels, (1, kh, kw), (1, sh, sw),
                                   op=spatial_op, **common)

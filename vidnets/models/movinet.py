@@ -7,10 +7,12 @@ The variants are data: ``BLOCK_SPECS`` (the official tables) and :class:`MoViNet
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from ..layers import (
     ClassifierHead,
     ConvBNAct,
@@ -318,3 +320,42 @@ def create_movinet(model_id: str, *, stream: bool, num_classes: int = 600, **kwa
     if stream:
         opts = STREAM_POSITIONAL if model_id in ("a3", "a4", "a5") else STREAM
     return MoViNet(BLOCK_SPECS[model_id], num_classes, opts, **kwargs)
+
+
+MOVINET_URL = "https://storage.googleapis.com/tf_model_garden/vision/movinet/{name}.tar.gz"
+# (frames, size, fps) of the official Kinetics-600 evaluation clips, official GFLOPs, and
+# top-1/top-5 of the seed tables: base K600, stream K600, base K400.
+_MOVINET = {
+    "a0": (50, 172, 5, 2.7, (72.28, 90.92), (72.05, 90.63), (69.40, 89.18)),
+    "a1": (50, 172, 5, 6.0, (76.69, 93.40), (76.45, 93.25), (74.57, 92.03)),
+    "a2": (50, 224, 5, 10.0, (78.62, 94.17), (78.40, 94.05), (75.91, 92.63)),
+    "a3": (120, 256, 12, 57.0, (81.79, 95.67), (80.09, 94.84), (79.34, 94.52)),
+    "a4": (80, 290, 8, 110.0, (83.48, 96.16), (81.49, 95.66), (80.64, 94.93)),
+    "a5": (120, 320, 12, 280.0, (84.27, 96.39), (82.37, 95.79), (81.39, 95.06)),
+}
+# Exact trainable parameter counts with 600 classes (equal to tf-models-official 2.20).
+_MOVINET_PARAMS = {
+    "a0": (3_111_799, 3_748_031), "a1": (4_690_296, 6_447_352), "a2": (5_249_562, 7_326_962),
+    "a3": (7_397_545, 10_986_618), "a4": (11_349_463, 18_136_182),
+    "a5": (18_650_523, 31_495_934),
+}
+
+
+def _config(model_id: str, stream: bool) -> ModelConfig:
+    frames, size, fps, gflops, base_acc, stream_acc, _ = _MOVINET[model_id]
+    name = f"movinet_{model_id}_{'stream' if stream else 'base'}"
+    urls = {"kinetics600": MOVINET_URL.format(name=name)}
+    if not stream:
+        urls["kinetics400"] = MOVINET_URL.format(name=f"{name}_k400")
+    top1, top5 = stream_acc if stream else base_acc
+    return ModelConfig(
+        name=name, family="movinet", build=partial(create_movinet, model_id, stream=stream),
+        frames=frames, size=size, fps=fps, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+        num_classes=600, label_set="kinetics600", causal=stream,
+        params=_MOVINET_PARAMS[model_id][stream], gflops=gflops, top1=top1, top5=top5,
+        dataset="kinetics600", weights=urls,
+    )
+
+
+CONFIGS: tuple[ModelConfig, ...] = tuple(
+    _config(model_id, stream) for model_id in BLOCK_SPECS for stream in (False, True))

@@ -1,9 +1,11 @@
 """Open any supported weights source as a vidnets state dict plus metadata.
 
-Sources: a vidnets ``.safetensors`` file; an official checkpoint as the release
-``.tar.gz``, its directory, a ``checkpoint`` file or a prefix; or an http(s) URL of
-either (downloaded into the cache first). Official checkpoints are converted without
-TensorFlow once, then cached as safetensors keyed by the source's sha256.
+Sources: a vidnets ``.safetensors`` file; an official TF MoViNet checkpoint (the release
+``.tar.gz``, its directory, a ``checkpoint`` file or a prefix); a PyTorch checkpoint of
+the official X3D/VoV3D code (``.pyth``/``.pth``/``.pt``, loaded with
+``weights_only=True``); or an http(s) URL of one (downloaded into the cache first).
+Official checkpoints are converted once, then cached as safetensors keyed by the
+source's sha256.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,32 @@ from .tf_checkpoint import read_tf_checkpoint
 from .tf_movinet import checkpoint_num_classes, convert_movinet, is_model_variable
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+TORCH_SUFFIXES = (".pyth", ".pth", ".pt")
+# family -> converter of a PyTorch state dict of the official code to ``model``'s names
+TorchConverter = Callable[[State, torch.nn.Module, str], State]
+TORCH_CONVERTERS: dict[str, TorchConverter] = {}
+
+
+def register_torch_converter(family: str) -> Callable[[TorchConverter], TorchConverter]:
+    """Decorator: ``fn(state_dict, model, source) -> vidnets state dict`` for a family."""
+    def register(fn: TorchConverter) -> TorchConverter:
+        TORCH_CONVERTERS[family] = fn
+        return fn
+    return register
+
+
+def read_torch_checkpoint(path: Path) -> State:
+    """The model state dict of a PyTorch checkpoint (``model_state``/``state_dict`` unwrapped)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ValueError(f"{path}: not a loadable PyTorch checkpoint ({exc})") from exc
+    for key in ("model_state", "state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: no state dict of tensors found")
+    return dict(obj)
 LABEL_SETS_BY_CLASSES = {400: "kinetics400", 600: "kinetics600", 700: "kinetics700"}
 
 
@@ -58,31 +87,50 @@ def convert_official(source: str | os.PathLike, model_name: str, *, url: str | N
     from ..registry import model_config
 
     cfg = model_config(model_name)
-    if cfg.family != "movinet":
-        raise ValueError(f"{source}: no official-checkpoint converter for {model_name} "
-                         f"(family {cfg.family})")
     path = Path(source)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="vidnets-") as tmp:
-        checkpoint = path
-        if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
-            checkpoint = safe_extract(path, tmp)
-        variables = read_tf_checkpoint(checkpoint)
-    num_classes = checkpoint_num_classes(variables)
-    with torch.device("meta"):
-        model = cfg.build(num_classes=num_classes)
-    state = convert_movinet(variables, model, str(source))
+    if path.name.lower().endswith(TORCH_SUFFIXES):
+        if cfg.family not in TORCH_CONVERTERS:
+            raise ValueError(f"{source}: no PyTorch-checkpoint converter for {model_name}")
+        original = read_torch_checkpoint(path)
+        num_classes = classifier_size(original)
+        with torch.device("meta"):
+            model = cfg.build(num_classes=num_classes)
+        state = TORCH_CONVERTERS[cfg.family](original, model, str(source))
+        source_format, source_tensors = "pytorch-state-dict", len(original)
+    else:
+        if cfg.family != "movinet":
+            raise ValueError(f"{source}: {model_name} loads PyTorch checkpoints "
+                             f"({', '.join(TORCH_SUFFIXES)}), not TF ones")
+        with tempfile.TemporaryDirectory(prefix="vidnets-") as tmp:
+            checkpoint = path
+            if path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES):
+                checkpoint = safe_extract(path, tmp)
+            variables = read_tf_checkpoint(checkpoint)
+        num_classes = checkpoint_num_classes(variables)
+        with torch.device("meta"):
+            model = cfg.build(num_classes=num_classes)
+        state = convert_movinet(variables, model, str(source))
+        source_format = "tf-movinet-checkpoint"
+        source_tensors = sum(map(is_model_variable, variables))
     metadata = {
         "model": model_name, "family": cfg.family, "num_classes": num_classes,
         "label_set": LABEL_SETS_BY_CLASSES.get(num_classes), "input_range": cfg.input_range,
         "mean": cfg.mean, "std": cfg.std, "frames": cfg.frames, "size": cfg.size,
         "fps": cfg.fps, "source": url or str(path.resolve()),
         "source_sha256": source_sha256(path),
-        "format": "tf-movinet-checkpoint", "tensors": len(state),
-        "checkpoint_variables": sum(map(is_model_variable, variables)),
+        "format": source_format, "tensors": len(state), "checkpoint_variables": source_tensors,
         "conversion_seconds": round(time.perf_counter() - start, 3),
     }
     return state, metadata
+
+
+def classifier_size(state: State) -> int:
+    """Classes of a PyTorch classification state dict: rows of its last 1-D bias."""
+    biases = [v for k, v in state.items() if k.endswith("bias") and v.dim() == 1]
+    if not biases:
+        raise ValueError("no bias tensor found: cannot tell the number of classes")
+    return int(biases[-1].shape[0])
 
 
 def load_checkpoint(source: str | os.PathLike, model_name: str, *, cache: bool = True
