@@ -6,6 +6,8 @@ names are object-graph paths::
     model/layer_with_weights-0/layer_with_weights-K/<layer path>   backbone layer K
     model/layer_with_weights-1/(_head|_classifier)/...              classifier head
 
+(``backbone/layer_with_weights-K/...`` in files re-saved by the official converter.)
+
 Backbone layer 0 is the stem, 1..N the blocks in table order, N+1 the head projection.
 Layer paths are mapped by :data:`_LAYER_PATHS`; kernels are transposed from TF's
 channels-last layout, and ``3d_2plus1d`` training checkpoints load into the ``2plus1d``
@@ -43,7 +45,8 @@ _LAYER_PATHS = {
     "_project/_conv": "project.conv", "_project/_batch_norm": "project.bn",
     "_head/_conv": "head.head.conv", "_classifier/_conv": "head.classifier.conv",
 }
-_BACKBONE = re.compile(r"model/layer_with_weights-0/layer_with_weights-(\d+)/(.+)")
+# ``backbone/...``: checkpoints written by the official tools/convert_3d_2plus1d.py
+_BACKBONE = re.compile(r"(?:model/layer_with_weights-0|backbone)/layer_with_weights-(\d+)/(.+)")
 _CLASSIFIER = re.compile(r"model/layer_with_weights-1/(.+)")
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 # the 2plus1d layout wraps each conv in a MobileConv2D: ``_conv/_conv``, ``_conv_temporal/_conv``
@@ -52,7 +55,8 @@ _MOBILE_CONV = re.compile(r"(_conv(?:_temporal)?)/_conv/")
 
 def is_model_variable(name: str) -> bool:
     """Model weights, as opposed to optimizer slots, counters and the object graph."""
-    return name.startswith("model/") and name.endswith(_SUFFIX) and "OPTIMIZER_SLOT" not in name
+    return (name.startswith(("model/", "backbone/")) and name.endswith(_SUFFIX)
+            and "OPTIMIZER_SLOT" not in name)
 
 
 def _torch_name(tf_name: str, num_blocks: int) -> str:
