@@ -10,6 +10,10 @@ pip torch==2.13.0
 pip -e ".[test,tf-reference]"
 # the official TF MoViNet (reference for the checkpoint tests), without its heavy pins
 pip --no-deps tf-keras==2.20.1 tf-models-official==2.20.0
+# pytorchvideo 0.1.5 (reference for the X3D tests) and the pure-Python packages its import
+# needs, without its other pins; its torchvision import is stubbed by the test
+pip --no-deps pytorchvideo==0.1.5 fvcore==0.1.5.post20221221 iopath==0.1.10 portalocker \
+    tabulate termcolor
 python -c "import torch; assert torch.__version__.startswith('2.13.0') and not torch.version.cuda"
 ruff check vidnets tests benchmarks tools
 # reference checks must run here, not be skipped

@@ -12,10 +12,10 @@ import os
 from typing import Any
 
 from .config import ModelConfig
-from .models import VideoClassifier, movinet
+from .models import VideoClassifier, ensemble, movinet, vov3d, x3d
 
 _REGISTRY: dict[str, ModelConfig] = {}
-FAMILIES = (movinet,)
+FAMILIES = (movinet, x3d, vov3d, ensemble)
 
 
 def register(cfg: ModelConfig) -> ModelConfig:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import make_activation
-from .norm import batch_norm
+from .norm import TF_BN_EPS, TF_BN_MOMENTUM, TORCH_BN_EPS, TORCH_BN_MOMENTUM, batch_norm
 from .padding import f_pad_args, same_output_size, same_padding
 from .state import State, StreamBuffer
 
@@ -30,6 +30,8 @@ ConvOp = Literal["3d", "frames", "time"]
 # "tf": TF "same" padding (asymmetric for stride 2 on even sizes), as the official
 # MoViNets; "symmetric": PyTorch's (k - 1) // 2 on both sides, as PySlowFast/pytorchvideo.
 Padding = Literal["tf", "symmetric"]
+# PyTorch conventions (PySlowFast / pytorchvideo models): symmetric padding, BN defaults.
+TORCH_CONV_STYLE = dict(padding="symmetric", bn_eps=TORCH_BN_EPS, bn_momentum=TORCH_BN_MOMENTUM)
 Triple = tuple[int, int, int]
 
 
@@ -45,6 +47,7 @@ class ConvBNAct(nn.Module):
     ``"time"`` (``Conv2d`` ``kt x 1`` along time). Spatial padding is TF "same"; temporal
     padding is "same" unless ``causal_time`` (the caller prepends a stream buffer).
     ``padding``: TF's asymmetric "same" (``"tf"``) or PyTorch's symmetric rule.
+    ``bn_eps``/``bn_momentum``: TF's defaults, or PyTorch's (1e-5, 0.1) for PySlowFast models.
     """
 
     def __init__(
@@ -61,6 +64,8 @@ class ConvBNAct(nn.Module):
         activation: str | None = None,
         causal_time: bool = False,
         padding: Padding = "tf",
+        bn_eps: float = TF_BN_EPS,
+        bn_momentum: float = TF_BN_MOMENTUM,
     ) -> None:
         super().__init__()
         if padding not in ("tf", "symmetric"):
@@ -94,7 +99,8 @@ class ConvBNAct(nn.Module):
             conv_padding = {"3d": pads, "frames": pads[1:], "time": [pads[0], 0]}[op]
         self.conv = conv_cls(in_channels, out_channels, conv_k, conv_s, padding=conv_padding,
                              groups=groups, bias=bias)
-        self.bn = batch_norm(out_channels, dims) if norm else None
+        self.bn = batch_norm(out_channels, dims, eps=bn_eps, momentum=bn_momentum) \
+            if norm else None
         self.act = make_activation(activation)
 
     def _pad(self, x: torch.Tensor, t: int, h: int, w: int) -> torch.Tensor:
@@ -141,8 +147,10 @@ class SpatioTemporalConv(nn.Module):
     """A ``kt x kh x kw`` conv-BN-act, whole (``"3d"``) or factorised (2+1)D, causal or not.
 
     Factorised: spatial conv-BN-act, then temporal conv-BN-act (``bn_temporal`` in the
-    official names). Causal: the temporal conv sees a :class:`StreamBuffer` of its last
-    ``kt - 1`` input frames instead of zero padding.
+    official names); with ``spatial_norm=False`` the two convs run back to back under one
+    BN-act (X3D's stem, VoV3D's D(2+1)D). ``temporal_depthwise``: only the temporal conv of a
+    factorised op is depthwise (X3D's stem). Causal: the temporal conv sees a
+    :class:`StreamBuffer` of its last ``kt - 1`` input frames instead of zero padding.
     """
 
     def __init__(
@@ -154,9 +162,13 @@ class SpatioTemporalConv(nn.Module):
         *,
         layout: Layout = "3d",
         depthwise: bool = False,
+        temporal_depthwise: bool = False,
+        spatial_norm: bool = True,
         causal: bool = False,
         activation: str | None = None,
         padding: Padding = "tf",
+        bn_eps: float = TF_BN_EPS,
+        bn_momentum: float = TF_BN_MOMENTUM,
         state_prefix: str = "",
     ) -> None:
         super().__init__()
@@ -171,18 +183,24 @@ class SpatioTemporalConv(nn.Module):
         groups = in_channels if depthwise else 1
         self.stride = tuple(stride)
         self.factorised = layout != "3d" and kt > 1
+        if (temporal_depthwise or not spatial_norm) and not self.factorised:
+            raise ValueError("temporal_depthwise / spatial_norm=False need a factorised conv "
+                             f"(layout {layout!r}, kernel {kernel})")
         spatial_op: ConvOp = "frames" if layout == "2plus1d" else "3d"
-        common = dict(groups=groups, activation=activation, padding=padding)
+        common = dict(activation=activation, padding=padding, bn_eps=bn_eps,
+                      bn_momentum=bn_momentum)
         if self.factorised:
+            spatial = common if spatial_norm else dict(common, norm=False, activation=None)
             self.conv = ConvBNAct(in_channels, out_channels, (1, kh, kw), (1, sh, sw),
-                                  op=spatial_op, **common)
+                                  op=spatial_op, groups=groups, **spatial)
             self.conv_temporal = ConvBNAct(
                 out_channels, out_channels, (kt, 1, 1), (st, 1, 1),
-                op="time" if layout == "2plus1d" else "3d", causal_time=causal, **common)
+                op="time" if layout == "2plus1d" else "3d", causal_time=causal,
+                groups=out_channels if depthwise or temporal_depthwise else 1, **common)
         else:
             op: ConvOp = spatial_op if kt == 1 else "3d"
             self.conv = ConvBNAct(in_channels, out_channels, kernel, stride, op=op,
-                                  causal_time=causal, **common)
+                                  groups=groups, causal_time=causal, **common)
             self.conv_temporal = None
         self.buffer = StreamBuffer(kt - 1, state_prefix) if causal and kt > 1 else None
         self.buffer_channels = out_channels if self.factorised else in_channels

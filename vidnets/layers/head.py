@@ -1,6 +1,7 @@
 """Classification head on pooled features: hidden 1x1 conv, dropout, classifier.
 
-Returns logits; no softmax inside the model.
+Returns logits; no softmax inside the model. ``hidden_bias=False``: the hidden conv has no
+bias (X3D's ``lin_5``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ class ClassifierHead(nn.Module):
     """``[B, C, 1, 1, 1]`` -> ``[B, num_classes]`` logits."""
 
     def __init__(self, in_channels: int, hidden: int, num_classes: int, *,
-                 activation: str = "swish", dropout: float = 0.0, op: ConvOp = "3d") -> None:
+                 activation: str = "swish", dropout: float = 0.0, op: ConvOp = "3d",
+                 hidden_bias: bool = True) -> None:
         super().__init__()
         self.op = op
-        self.head = ConvBNAct(in_channels, hidden, op=op, bias=True, norm=False,
+        self.head = ConvBNAct(in_channels, hidden, op=op, bias=hidden_bias, norm=False,
                               activation=activation)
         self.dropout = nn.Dropout(dropout)
         self.classifier = ConvBNAct(hidden, num_classes, op=op, bias=True, norm=False)

@@ -7,10 +7,12 @@ meaning "a whole clip from the start". Causal models also implement ``init_state
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from ..layers import ClassifierHead, State
+from ..layers import ClassifierHead, ConvBNAct, GlobalAvgPool, SpatioTemporalConv, State
 
 
 class VideoClassifier(nn.Module):
@@ -100,9 +102,58 @@ class VideoClassifier(nn.Module):
             f"{type(self).__name__} was built non-causal and cannot stream; causal models that "
             f"stream: {', '.join(m for m in list_models() if m.endswith('_stream'))}")
 
-    def _param_device_dtype(self) -> tuple[torch.device, torch.dtype]:
+    def _state_kwargs(self, dtype: torch.dtype | None,
+                      device: torch.device | str | None) -> dict:
+        """``dtype``/``device`` for new state tensors (default: the parameters')."""
         p = next(self.parameters())
-        return p.device, p.dtype
+        return {"dtype": dtype or p.dtype,
+                "device": p.device if device is None else torch.device(device)}
+
+
+class StagedClassifier(VideoClassifier):
+    """The shape every family here shares: stem, stateful blocks, 1x1x1 projection,
+    (streamable) global pooling, classifier head.
+
+    Subclasses build ``stem``, ``project``, ``pool``, ``head`` and list their blocks in
+    :meth:`stateful_blocks`; each block maps ``(x, state) -> (y, new state)`` and has
+    ``init_state(batch, h, w, dtype=, device=)`` and ``output_size(h, w)``.
+    """
+
+    stem: SpatioTemporalConv
+    project: ConvBNAct
+    pool: GlobalAvgPool
+
+    def stateful_blocks(self) -> Sequence[nn.Module]:
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int, height: int, width: int, *,
+                   dtype: torch.dtype | None = None,
+                   device: torch.device | str | None = None) -> State:
+        """Zero state for a video of ``height x width`` frames (causal models only)."""
+        if not self.causal:
+            raise self._not_streamable()
+        kw = self._state_kwargs(dtype, device)
+        state = self.stem.init_state(batch_size, height, width, **kw)
+        h, w = self.stem.output_size(height, width)
+        for block in self.stateful_blocks():
+            state.update(block.init_state(batch_size, h, w, **kw))
+            h, w = block.output_size(h, w)
+        state.update(self.pool.init_state(batch_size, self.project.conv.out_channels, **kw))
+        return state
+
+    def forward_features(self, x: torch.Tensor, state: State | None = None
+                         ) -> tuple[torch.Tensor, State]:
+        """Clip ``[B, 3, T, H, W]`` -> pooled features ``[B, C, 1, 1, 1]`` and new state."""
+        x, new_state = self.stem(x, state)
+        for block in self.stateful_blocks():
+            x, block_state = block(x, state)
+            new_state = {**new_state, **block_state}
+        x, pool_state = self.pool(self.project(x), state)
+        return x, {**new_state, **pool_state}
+
+    def _run(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        features, new_state = self.forward_features(x, state)
+        return self.head(features), new_state
 
 
 class Streamer:

@@ -28,7 +28,7 @@ from ..layers import (
 )
 from ..layers.conv import ConvOp, check_layout
 from ..layers.squeeze_excite import SEType
-from .base import VideoClassifier
+from .base import StagedClassifier
 
 Triple = tuple[int, int, int]
 
@@ -239,7 +239,7 @@ class MovinetBlock(nn.Module):
         return y + shortcut, {**feature_state, **se_state}
 
 
-class MoViNet(VideoClassifier):
+class MoViNet(StagedClassifier):
     """MoViNet from a spec; input ``[B, 3, T, H, W]`` RGB in ``[0, 1]``, any T/H/W.
 
     Causal models (``opts.causal``) also stream with ``init_state`` / ``stream_step``.
@@ -276,40 +276,8 @@ class MoViNet(VideoClassifier):
         kernels = [stem.kernel_size] + [k for b in blocks for k in b.kernel_sizes]
         self.min_frames = 1 if opts.causal else max(k[0] for k in kernels)
 
-    def init_state(self, batch_size: int, height: int, width: int, *,
-                   dtype: torch.dtype | None = None,
-                   device: torch.device | str | None = None) -> State:
-        """Zero state for a video of ``height x width`` frames (causal models only)."""
-        if not self.causal:
-            raise self._not_streamable()
-        own_device, own_dtype = self._param_device_dtype()
-        dtype = dtype or own_dtype
-        device = own_device if device is None else torch.device(device)
-        kw = dict(dtype=dtype, device=device)
-        state = self.stem.init_state(batch_size, height, width, **kw)
-        h, w = self.stem.output_size(height, width)
-        for block in self.blocks:
-            state.update(block.init_state(batch_size, h, w, **kw))
-            h, w = block.output_size(h, w)
-        state.update(self.pool.init_state(batch_size, self.project.conv.out_channels, **kw))
-        return state
-
-    def forward_features(self, x: torch.Tensor, state: State | None = None
-                         ) -> tuple[torch.Tensor, State]:
-        """Clip ``[B, 3, T, H, W]`` -> pooled features ``[B, C, 1, 1, 1]`` and new state."""
-        new_state: State = {}
-        x, s = self.stem(x, state)
-        new_state.update(s)
-        for block in self.blocks:
-            x, s = block(x, state)
-            new_state.update(s)
-        x, s = self.pool(self.project(x), state)
-        new_state.update(s)
-        return x, new_state
-
-    def _run(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
-        features, new_state = self.forward_features(x, state)
-        return self.head(features), new_state
+    def stateful_blocks(self) -> nn.ModuleList:
+        return self.blocks
 
 
 def create_movinet(model_id: str, *, stream: bool, num_classes: int = 600, **kwargs) -> MoViNet:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..layers import State
+from .mapping import complete_state
 
 _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
        "moving_variance": "running_var"}
@@ -121,22 +122,7 @@ def convert_movinet(variables: dict[str, np.ndarray], model: torch.nn.Module,
             unmapped.append(f"{name} (-> {key})")
             continue
         state[key] = _torch_tensor(name, value)
-    bad_shapes = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
-                  for k, v in state.items() if v.numel() != own[k].numel()]
-    for key, tensor in own.items():
-        if key.endswith("num_batches_tracked"):  # TF keeps no such counter
-            state[key] = torch.zeros(tensor.shape, dtype=tensor.dtype)
-    missing = sorted(set(own) - set(state))
-    if unmapped or missing or bad_shapes:
-        lines = [f"{source} does not match {type(model).__name__} with {len(own)} tensors:"]
-        for title, items in (("checkpoint variables not used", unmapped),
-                             ("model tensors not in the checkpoint", missing),
-                             ("shape mismatches", bad_shapes)):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + "; ".join(items[:8])
-                             + (" ..." if len(items) > 8 else ""))
-        raise ValueError("\n".join(lines))
-    return {k: v.reshape(own[k].shape) for k, v in state.items()}
+    return complete_state(state, model, source, unused=unmapped)
 
 
 def checkpoint_num_classes(variables: dict[str, np.ndarray]) -> int:
