@@ -217,3 +217,67 @@ def aggregate_sub_batch_stats(model: nn.Module) -> int:
     for layer in layers:
         layer.aggregate_stats()
     return len(layers)
+
+
+class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics cover the global batch of all processes.
+
+    PyTorch's ``SyncBatchNorm`` runs on GPUs only; this one also runs on CPU (gloo). Each
+    process computes the per-channel mean and mean of squares of its samples, one
+    autograd-aware ``all_reduce`` averages them (every process must hold the same number
+    of samples), and the layer normalises with the global statistics, so ``N`` processes
+    with ``B / N`` samples each compute what one process computes with ``B``.
+    Outside a process group, or in eval mode, it is plain BatchNorm. Any input rank
+    ``[N, C, ...]``.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"DistributedBatchNorm expects [N, C, ...], got {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if not (self.training and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        self._check_input_dim(x)
+        world = dist.get_world_size()
+        dims = [0] + list(range(2, x.dim()))
+        moments = torch.cat([x.mean(dims), (x * x).mean(dims)]) / world
+        mean, mean_sq = all_reduce(moments).split(self.num_features)
+        var = mean_sq - mean * mean
+        count = world * x.numel() // self.num_features
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                unbiased = var * count / max(count - 1, 1)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
+def convert_to_distributed_batch_norm(model: nn.Module) -> nn.Module:
+    """In place: every plain BatchNorm (1d/2d/3d) becomes a :class:`DistributedBatchNorm`
+    sharing its parameters and buffers (the state dict keeps the same keys). Returns
+    ``model``."""
+
+    def swap(m: nn.Module) -> nn.Module | None:
+        if type(m) not in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+            return None
+        new = DistributedBatchNorm(m.num_features, m.eps, m.momentum, m.affine,
+                                   m.track_running_stats)
+        new.weight, new.bias = m.weight, m.bias
+        new.running_mean, new.running_var = m.running_mean, m.running_var
+        new.num_batches_tracked = m.num_batches_tracked
+        new.train(m.training)
+        return new
+
+    _swap_children(model, swap)
+    return model

@@ -6,7 +6,7 @@ The variants are data: ``BLOCK_SPECS`` (the official tables) and :class:`MoViNet
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -280,14 +280,43 @@ class MoViNet(StagedClassifier):
         return self.blocks
 
 
-def create_movinet(model_id: str, *, stream: bool, num_classes: int = 600, **kwargs) -> MoViNet:
-    """Build ``movinet_{model_id}_{base|stream}`` with the official settings."""
+def frame_level_spec(spec: Spec) -> Spec:
+    """The same network with every temporal kernel size set to 1: a per-frame 2D network."""
+    def per_frame(kernel: Triple) -> Triple:
+        return (1, kernel[1], kernel[2])
+
+    stem, blocks, head = spec
+    return (
+        replace(stem, kernel_size=per_frame(stem.kernel_size)),
+        tuple(replace(b, kernel_sizes=tuple(map(per_frame, b.kernel_sizes))) for b in blocks),
+        head,
+    )
+
+
+def create_movinet(model_id: str, *, stream: bool, num_classes: int = 600,
+                   frame_level: bool = False, conv_type: Layout | None = None,
+                   **kwargs) -> MoViNet:
+    """Build ``movinet_{model_id}_{base|stream}`` with the official settings.
+
+    ``conv_type`` replaces the official layout, e.g. ``"3d_2plus1d"`` for a stream model
+    trained with sub-batch BN (Multigrid); its weights load into either layout.
+
+    ``frame_level=True`` (base models only) builds the frame-level baseline: every temporal
+    kernel is 1, and the squeeze-excitation and the head average over the whole clip, so the
+    logits are a function of the set of frames, blind to their order.
+    """
     if model_id not in BLOCK_SPECS:
         raise ValueError(f"unknown MoViNet {model_id!r}; expected one of {sorted(BLOCK_SPECS)}")
+    if frame_level and stream:
+        raise ValueError("frame_level=True needs stream=False: the causal squeeze-excitation of "
+                         "stream models sees the frame order")
     opts = BASE
     if stream:
         opts = STREAM_POSITIONAL if model_id in ("a3", "a4", "a5") else STREAM
-    return MoViNet(BLOCK_SPECS[model_id], num_classes, opts, **kwargs)
+    if conv_type is not None:
+        opts = replace(opts, conv_type=conv_type)
+    spec = frame_level_spec(BLOCK_SPECS[model_id]) if frame_level else BLOCK_SPECS[model_id]
+    return MoViNet(spec, num_classes, opts, **kwargs)
 
 
 MOVINET_URL = "https://storage.googleapis.com/tf_model_garden/vision/movinet/{name}.tar.gz"
