@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -83,6 +84,84 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    import time
+
+    from .data.synthetic import CLASSES, write_dataset
+
+    start = time.perf_counter()
+    write_dataset(args.out, num_train=args.train, num_val=args.val, frames=args.frames,
+                  size=args.size, fps=args.fps, seed=args.seed, workers=args.workers)
+    print(f"wrote {args.train} train + {args.val} val videos ({len(CLASSES)} classes, "
+          f"{args.frames} frames of {args.size}x{args.size} at {args.fps} fps) to {args.out} "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.config import load_config
+    from .engine.trainer import Trainer
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = run_dir / "config.yaml"
+        if not config.is_file():
+            raise FileNotFoundError(f"{run_dir} is not a vidnets run (no config.yaml)")
+        cfg = load_config(config, args.overrides)
+        trainer = Trainer(cfg, run_dir=run_dir, resume=True, progress_bar=not args.quiet)
+    else:
+        if not args.config:
+            raise ValueError("vidnets train needs --config CFG.yaml (or --resume RUN_DIR)")
+        cfg = load_config(args.config, args.overrides)
+        trainer = Trainer(cfg, progress_bar=not args.quiet)
+    metrics = trainer.fit()
+    if trainer.env.is_main:
+        summary = ", ".join(f"{k} {metrics[k]:.2f}" for k in ("top1", "top5", "mAP")
+                            if k in metrics)
+        print(f"done: {trainer.run_dir / 'model.safetensors'}" + (f" (val {summary})"
+                                                                   if summary else ""))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .engine.config import load_config
+    from .engine.evaluate import evaluate
+    from .registry import create_model
+
+    cfg = load_config(args.config, args.overrides)
+    model = create_model(cfg.model.name, weights=args.weights, **cfg.model.options)
+    result = evaluate(model, cfg, views=args.views, streaming=args.streaming or None,
+                      localisation=args.localisation or None, out_dir=args.out,
+                      progress=not args.json)
+    if args.json:
+        shown = {k: v for k, v in result.items() if k != "confusion"}
+        print(json.dumps(shown, indent=1, default=lambda v: v.tolist()))
+        return 0
+    print(f"{cfg.model.name} on {cfg.data.dataset} ({result['mode']}): "
+          f"{result['videos']} videos, {result['skipped']} skipped, {result['seconds']:.1f} s")
+    for key in ("top1", "top5", "mean_class_accuracy", "mAP", "frame_mAP"):
+        if key in result:
+            print(f"  {key:<20} {result[key]:.2f}")
+    if "per_class" in result:
+        worst = sorted(zip(result["per_class"], result["class_names"], strict=True))[:5]
+        print("  lowest classes       " + ", ".join(f"{n} {a:.1f}" for a, n in worst))
+    for path, reason in result["skipped_files"].items():
+        print(f"  skipped {path}: {reason}")
+    if args.out:
+        print(f"  confusion matrix     {Path(args.out) / 'confusion.png'}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .engine.demo import run_demo
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; pass another --out")
+    run_demo(out, overrides=args.overrides)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidnets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +184,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="registered model name, e.g. movinet_a0_base")
     p.add_argument("--out", required=True, help="output .safetensors file")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("data", help="datasets: `vidnets data synth --out DIR`")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("synth", help="write the synthetic motion dataset (mp4 + CSV)")
+    p.add_argument("--out", required=True, help="output directory (new or empty)")
+    p.add_argument("--train", type=int, default=1000, help="training videos")
+    p.add_argument("--val", type=int, default=200, help="validation videos")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=64, help="frame height = width")
+    p.add_argument("--fps", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="encoding processes")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = sub.add_parser("train", help="train from a YAML config (key=value overrides)")
+    p.add_argument("--config", help="recipe, e.g. configs/synthetic_demo.yaml")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", help="e.g. train.epochs=5 train.optim.lr=0.01")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate weights on a config's validation split")
+    p.add_argument("--config", required=True)
+    p.add_argument("--weights", required=True, help="vidnets .safetensors or official checkpoint")
+    p.add_argument("--views", help="CLIPSxCROPS, e.g. 10x3 (default: the config's eval.views)")
+    p.add_argument("--streaming", action="store_true", help="stream whole videos (causal models)")
+    p.add_argument("--localisation", action="store_true",
+                   help="per-frame predictions scored with frame mAP (Charades)")
+    p.add_argument("--out", help="directory for confusion.png")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="the main job: synthetic data -> train -> evaluate")
+    p.add_argument("--out", default="runs/demo", help="output directory (new or empty)")
+    p.add_argument("overrides", nargs="*", help="overrides of configs/synthetic_demo.yaml")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
