@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():
+        if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
+            pytest.fail(f"shared data (real videos, label maps) not found at {SHARED}")
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
 
