@@ -1,32 +1,29 @@
 """The synthetic motion dataset: clips whose class is defined only by motion.
 
 Each clip shows one bright target shape (an ellipse, rectangle or lopsided triangle in a
-random colour, with a darker band) over a dark, slowly drifting textured background, with
+random colour, half of it darker) over a dark, slowly drifting textured background, with
 smaller, dimmer distractor shapes moving in random directions, and per-pixel noise.
 
-Ten classes in five time-reversed pairs: the target moves left / right, up / down, along
-either diagonal (within 15 degrees), or grows / shrinks. Whatever the class, the target
-moves in every way at once, each over a random range drawn the same way:
+The target always moves in all four ways at once: along x, along y, by rotation and by
+size, each over a random range drawn the same way for every class. The class says which of
+them make net progress over the clip, and which way (``move_up_left``: x and y both
+decrease); the others go out and come back. Ten classes in five time-reversed pairs:
+left/right, up/down, the two diagonals, grow/shrink.
 
-* its positions are T points spread evenly along a heading and going out and back across
-  it (a V). Moving classes run along the V; the grow / shrink classes visit the same kind
-  of V (on one of the same eight headings) out and back along each arm, with no net motion;
-* its size and its angle each take T evenly spaced values: in order when the class is about
-  size, else out and back through the very same values (even steps out, odd steps back).
+What this hides from a model that sees frames but not their order:
 
-What a model that sees the frames but not their order is left with:
+* Exact: the two classes of a pair are time reversals. A clip of class ``2k + 1`` is the
+  clip of class ``2k`` with the same random draws played backwards: the same frames.
+* Per frame and per quantity: a steady sweep and a there-and-back trip visit the very same
+  T values (the return trip takes the even steps out and the odd ones back), so in every
+  class each of x, y, angle and size takes the same values, with the same distribution.
+* Not hidden: the joint path. Positions on a straight line (``move_up_left``) and on a
+  V (``move_left``, y going out and back) differ as point sets; any smooth path shows its
+  shape up to its direction. Telling them apart needs comparing positions across frames.
 
-* nothing within a pair: a clip of class ``2k + 1`` is the clip of class ``2k`` with the
-  same random draws played backwards, the same frames;
-* across pairs, only the shape of the set of positions. Sizes and angles take the same
-  values in every class. Positions form a V along the class's axis of motion (any of the
-  eight for grow / shrink), and its arms are drawn the same way, so their spread (mean,
-  variance, covariance) is the same along the axis and across it; only the V's shape shows
-  the axis (not the direction), which needs comparing the positions of many frames.
-
-Why these classes: ``movinet_a0_stream`` trained from scratch for a few minutes learns the
-direction of translation and growth (~98% val) but not of rotation (chance between
-clockwise and anti-clockwise), so rotation is a nuisance motion here. The target is always
+Rotation is a nuisance motion only: ``movinet_a0_stream`` trained from scratch for a few
+minutes did not learn its direction (about chance between clockwise and anti-clockwise),
+while it learns directions of translation and growth to ~98%. The target is always
 brighter than the background: with one contrast polarity the direction of a moving edge is
 learnt several times faster than with random polarities.
 
@@ -50,15 +47,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-# The class pairs. Translations: the heading (degrees from +x towards +y; image y points
-# down) of the first class's net motion, None for none; growth: +1 if the first class grows,
-# 0 if its size goes out and comes back.
-_PAIRS: tuple[tuple[str, str, float | None, int], ...] = (
-    ("move_left", "move_right", 180.0, 0),
-    ("move_up", "move_down", 270.0, 0),
-    ("move_up_left", "move_down_right", 225.0, 0),
-    ("move_up_right", "move_down_left", 315.0, 0),
-    ("grow", "shrink", None, 1),
+# The class pairs and, for the first class of each, the direction of net progress of
+# (x, y, angle, log size) over the clip; 0 marks a motion that goes out and comes back.
+# Image axes: x to the right, y down.
+_PAIRS: tuple[tuple[str, str, tuple[int, int, int, int]], ...] = (
+    ("move_left", "move_right", (-1, 0, 0, 0)),
+    ("move_up", "move_down", (0, -1, 0, 0)),
+    ("move_up_left", "move_down_right", (-1, -1, 0, 0)),
+    ("move_up_right", "move_down_left", (1, -1, 0, 0)),
+    ("grow", "shrink", (0, 0, 0, 1)),
 )
 CLASSES: tuple[str, ...] = tuple(name for pair in _PAIRS for name in pair[:2])
 
@@ -66,10 +63,7 @@ SPLITS = ("train", "val")
 MARKER = ".vidnets_synthetic"
 
 # Ranges of the random draws; lengths in frame widths, angles in radians.
-_SHIFT = (0.25, 0.45)  # along the heading and across it
-_HEADING_JITTER = 15.0  # degrees either side of the class's heading
-_TURN = (math.pi / 2, math.pi)
-_ZOOM = (math.log(1.5), math.log(2.2))  # log size
+_SWEEPS = ((0.25, 0.45), (0.25, 0.45), (math.pi / 2, math.pi), (math.log(1.5), math.log(2.2)))
 _TARGET_RADIUS = (0.18, 0.24)  # at the middle of the size range
 _MARGIN = 0.15  # the target's centre stays this far from the frame's edges
 _SHAPES = ("ellipse", "rectangle", "triangle")
@@ -177,59 +171,28 @@ def _background(rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
     return clip
 
 
-def _out_and_back(count: int) -> np.ndarray:
-    """An order of ``0 .. count - 1`` that goes out and comes back: evens up, odds down."""
-    return np.concatenate([np.arange(0, count, 2), np.arange(1, count, 2)[::-1]])
-
-
 def _sweep(rng: np.random.Generator, frames: int, low: float, high: float,
            direction: int) -> np.ndarray:
     """Offsets ``[T]`` over a random range of width in [low, high], centred on 0.
 
     ``direction`` +1 / -1: one steady sweep. ``0``: out and back through the very same T
-    values, starting at either end, in either direction.
+    values (even steps out, odd steps back), starting at either end, in either direction.
     """
     values = rng.uniform(low, high) * np.linspace(-0.5, 0.5, frames, dtype=np.float32)
     if direction:
         return direction * values
-    order = _out_and_back(frames)
+    order = np.concatenate([np.arange(0, frames, 2), np.arange(1, frames, 2)[::-1]])
     if rng.random() < 0.5:
         order = order[::-1]
     return np.float32(rng.choice((-1.0, 1.0))) * values[order]
 
 
-def _path(rng: np.random.Generator, frames: int, size: int,
-          heading: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Target offsets ``dx, dy`` ``[T]`` (pixels) on a random V: T points spread evenly along
-    a heading, going out and back across it.
-
-    With a ``heading`` the target runs along the V (net motion that way, within
-    ``_HEADING_JITTER``). Without, the V's heading is one of the same eight, at random, and
-    the target goes out and back along each arm in turn: the same points, no net motion.
-    """
-    along = rng.uniform(*_SHIFT) * np.linspace(-0.5, 0.5, frames, dtype=np.float32)
-    across = _sweep(rng, frames, *_SHIFT, 0)
-    if heading is None:
-        heading = 45.0 * rng.integers(8)
-        half = frames // 2
-        visit = np.concatenate([half - 1 - _out_and_back(half),
-                                half + _out_and_back(frames - half)])
-        if rng.random() < 0.5:
-            visit = frames - 1 - visit
-        along, across = along[visit], across[visit]
-    direction = math.radians(heading + rng.uniform(-_HEADING_JITTER, _HEADING_JITTER))
-    cos, sin = np.float32(math.cos(direction)), np.float32(math.sin(direction))
-    return (cos * along - sin * across) * size, (sin * along + cos * across) * size
-
-
-def _target(rng: np.random.Generator, clip: np.ndarray, heading: float | None,
-            growth: int) -> None:
-    """Draw the target on ``clip`` in place: net motion along ``heading`` (degrees, or none)
-    and in size (``growth`` +1 / -1, or 0); the rotation goes out and comes back."""
+def _target(rng: np.random.Generator, clip: np.ndarray, directions: Sequence[int]) -> None:
+    """Draw the target on ``clip`` in place, moving along ``directions`` (see ``_PAIRS``)."""
     frames, size = clip.shape[:2]
-    dx, dy = _path(rng, frames, size, heading)
-    turn = _sweep(rng, frames, *_TURN, 0)
-    zoom = _sweep(rng, frames, *_ZOOM, growth)
+    dx, dy, turn, zoom = (_sweep(rng, frames, *limits, direction)
+                          for limits, direction in zip(_SWEEPS, directions, strict=True))
+    dx, dy = dx * size, dy * size
     # the middle position is drawn so that the whole path stays inside the margins
     low, high = _MARGIN * size, (1 - _MARGIN) * size
     x = rng.uniform(low - dx.min(), high - dx.max()) + dx
@@ -268,7 +231,7 @@ def render_clip(label: int, *, frames: int, size: int, rng: np.random.Generator)
     target_in_front = rng.random() < 0.5
     if target_in_front:
         _distractors(rng, clip)
-    _target(rng, clip, *_PAIRS[pair][2:])
+    _target(rng, clip, _PAIRS[pair][2])
     if not target_in_front:
         _distractors(rng, clip)
     clip += np.float32(rng.uniform(*_NOISE)) * rng.standard_normal(clip.shape, np.float32)
