@@ -162,7 +162,131 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_prediction(video: str, best: list[dict]) -> str:
+    lines = [video] + [f"  {b['probability'] * 100:6.2f}%  {b['label']}" for b in best]
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .deploy.loading import load_inference_model
+    from .deploy.predict import predict_videos, top_k
+    from .engine.config import parse_views
+
+    if args.streaming and args.views:
+        raise ValueError("give --views or --streaming, not both")
+    if args.top_k < 1:
+        raise ValueError("--top-k must be >= 1")
+    clips, crops = parse_views(args.views or "1x1")
+    inference = load_inference_model(args.model, args.weights, labels=args.labels)
+    mode = "streaming" if args.streaming else f"{clips}x{crops} views"
+    if not args.json:
+        print(f"{args.model}: {inference.preprocessing.describe()}, {mode}, "
+              f"{len(inference.class_names)} classes")
+    predictions = predict_videos(inference.model, args.videos, inference.preprocessing,
+                                 clips=clips, crops=crops, streaming=args.streaming)
+    results, failed = [], 0
+    with tqdm(predictions, total=len(args.videos), desc="predict", unit="video",
+              file=sys.stderr, leave=False,
+              disable=True if len(args.videos) < 2 else None) as bar:
+        for prediction in bar:
+            if prediction.error is not None:
+                failed += 1
+                results.append({"video": prediction.video, "top_k": [],
+                                "error": prediction.error})
+                bar.write(f"vidnets predict: skipped {prediction.video}: {prediction.error}",
+                          file=sys.stderr)
+                continue
+            best = top_k(prediction.probabilities, inference.class_names, args.top_k)
+            results.append({"video": prediction.video, "top_k": best, "error": None})
+            if not args.json:
+                bar.write(_format_prediction(prediction.video, best), file=sys.stdout)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    if failed:
+        print(f"vidnets predict: {failed} of {len(args.videos)} videos could not be read",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from .deploy.loading import load_inference_model
+    from .deploy.session import StreamOptions, stream_session
+    from .deploy.sources import display_name
+
+    if args.every < 1 or args.top_k < 1 or args.plot_classes < 1:
+        raise ValueError("--every, --top-k and --plot-classes must be >= 1")
+    inference = load_inference_model(args.model, args.weights, labels=args.labels)
+    prep = inference.preprocessing
+    from .deploy.backends import create_streamer, resolve_backend
+
+    backend = resolve_backend(args.backend)
+    streamer = create_streamer(inference.model, backend, prep.size, prep.size,
+                               threads=args.threads)
+    options = StreamOptions(
+        top_k=args.top_k, every=args.every, json=args.json,
+        plot=Path(args.plot) if args.plot else None, plot_classes=args.plot_classes,
+        overlay=Path(args.overlay) if args.overlay else None, realtime=args.realtime,
+        input_format=args.input_format, timeout=args.timeout)
+    if not args.json:
+        print(f"{display_name(args.source)} -> {args.model} ({backend}): "
+              f"{prep.describe()}, {len(inference.class_names)} classes", flush=True)
+    return stream_session(args.source, streamer, inference, options)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .deploy.export import export_model
+    from .deploy.loading import load_inference_model
+
+    inference = load_inference_model(args.model, args.weights, labels=args.labels)
+    model, prep = inference.model, inference.preprocessing
+    graph = "frame" if args.four_d else "stream" if args.streaming else "clip"
+    if graph == "clip" and args.format == "executorch" and model.causal and not args.clip:
+        graph = "frame"
+    size = args.size or prep.size
+    frames = args.frames or (prep.frames if graph == "clip" else 1)
+    suffix = {"onnx": ".onnx", "torch-export": ".pt2", "executorch": ".pte"}[args.format]
+    out = Path(args.out or f"{args.model}-{graph}{suffix}")
+    metadata = {**inference.metadata, "model": args.model, "labels": list(inference.class_names),
+                "num_classes": len(inference.class_names), "size": prep.size,
+                "frames": prep.frames, "fps": prep.fps, "stride": prep.stride,
+                "mean": list(prep.mean), "std": list(prep.std), "test_scale": prep.test_scale}
+    path = export_model(model, out, args.format, graph=graph, height=size, width=size,
+                        frames=frames, batch=args.batch, dynamic_frames=args.dynamic_frames,
+                        metadata=metadata)
+    print(f"wrote {path} ({graph} graph, {args.format}) and {path.name}.json")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .deploy.bench import benchmark_clip, benchmark_stream
+    from .registry import create_model, model_config
+
+    cfg = model_config(args.model)
+    model = create_model(args.model)
+    size = args.size or cfg.size
+    results = []
+    for threads in args.threads:
+        if args.streaming:
+            result = benchmark_stream(model, backend=args.backend, threads=threads,
+                                      height=size, width=size, calls=args.calls or 200)
+        else:
+            result = benchmark_clip(model, threads=threads, batch=args.batch,
+                                    frames=args.frames or cfg.frames, height=size, width=size,
+                                    calls=args.calls or 10)
+        results.append(result)
+        if not args.json:
+            print(f"{args.model} {result.describe()}", flush=True)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .deploy.backends import BACKENDS
+
     parser = argparse.ArgumentParser(prog="vidnets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -184,6 +308,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="registered model name, e.g. movinet_a0_base")
     p.add_argument("--out", required=True, help="output .safetensors file")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("predict", help="top-k classes of video files",
+                       description="Top-k classes of each video; preprocessing and class names "
+                       "come from the weights' metadata. Unreadable videos are reported and "
+                       "skipped (exit code 1).")
+    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--weights", required=True, help="vidnets .safetensors or official checkpoint")
+    p.add_argument("--labels", help="label set (e.g. kinetics600) or class file, used when the "
+                   "weights carry no class names")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--views", help="CLIPSxCROPS, e.g. 10x3: softmax averaged (default 1x1)")
+    p.add_argument("--streaming", action="store_true",
+                   help="stream each whole video through a causal (*_stream) model")
+    p.add_argument("--json", action="store_true", help="print a JSON list to stdout")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("stream", help="per-frame predictions of a file, camera or URL",
+                       description="Per-frame top-k of a causal model over a video file, a "
+                       "camera or a URL, in constant memory. Exit codes: 0 done, 2 source "
+                       "cannot be opened, 3 source dropped mid-stream, 130 stopped with "
+                       "Ctrl-C; the plot, overlay and summary keep what was seen.")
+    p.add_argument("source", help="video file, device (/dev/video0) or URL (rtsp://, http://)")
+    p.add_argument("--model", required=True, help="registered causal model, e.g. "
+                   "movinet_a0_stream")
+    p.add_argument("--weights", required=True, help="vidnets .safetensors or official checkpoint")
+    p.add_argument("--labels", help="label set or class file, used when the weights carry "
+                   "no class names")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--every", type=int, default=1, help="print every N-th model frame")
+    p.add_argument("--plot", help="PNG of the top classes' probabilities over time")
+    p.add_argument("--plot-classes", type=int, default=5, help="classes in the plot")
+    p.add_argument("--overlay", help="video file with the predictions drawn on every frame")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace a file at its frame times (as if live)")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                   help="streaming runtime (default: the fastest installed)")
+    p.add_argument("--threads", type=int, default=None, help="runtime threads")
+    p.add_argument("--input-format", help="FFmpeg input format, e.g. v4l2, avfoundation")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds a network source may stay silent")
+    p.add_argument("--json", action="store_true", help="JSON lines: one per printed frame, "
+                   "then a summary")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("data", help="datasets: `vidnets data synth --out DIR`")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -221,6 +389,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output directory (new or empty)")
     p.add_argument("overrides", nargs="*", help="overrides of configs/synthetic_demo.yaml")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="export to ONNX / torch.export / ExecuTorch")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", required=True)
+    p.add_argument("--format", required=True, choices=("onnx", "torch-export", "executorch"))
+    p.add_argument("--streaming", action="store_true",
+                   help="stream graph: frames [B, 3, t, H, W] and the state in, logits and "
+                        "the new state out")
+    p.add_argument("--four-d", action="store_true",
+                   help="one-frame graph with 4-D tensors only (frame [B, 3, H, W], 4-D states)")
+    p.add_argument("--clip", action="store_true",
+                   help="whole-clip graph even for a causal model (the default otherwise)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="clip length (clip graph) or frames per call (stream graph; default 1)")
+    p.add_argument("--dynamic-frames", action="store_true",
+                   help="ONNX stream graph taking any number of frames per call")
+    p.add_argument("--size", type=int, default=None, help="input height/width (default: "
+                   "the weights' size)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--labels", default=None)
+    p.add_argument("--out", default=None, help="output file (default MODEL-GRAPH.EXT)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("benchmark", help="latency, throughput and peak memory of a model")
+    p.add_argument("model")
+    p.add_argument("--streaming", action="store_true", help="one frame per call, state carried")
+    p.add_argument("--threads", type=int, nargs="+", default=[1])
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                   help="streaming runtime (default: the fastest installed)")
+    p.add_argument("--batch", type=int, default=1, help="clips per call (clip mode)")
+    p.add_argument("--frames", type=int, default=None, help="clip length (default: the "
+                   "model's evaluation clip)")
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--calls", type=int, default=None, help="timed calls")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_benchmark)
+
     return parser
 
 

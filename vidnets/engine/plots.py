@@ -1,4 +1,5 @@
-"""PNG figures of a run: training curves and confusion matrices (matplotlib, Agg backend).
+"""PNG figures: training curves, confusion matrices and class probabilities over the time
+of a stream (matplotlib, Agg backend).
 
 ``metrics.jsonl`` records are dicts; the curves use these keys when present:
 ``kind`` (``"train"`` per logged step, ``"val"`` per evaluation; other kinds are plotted
@@ -119,6 +120,32 @@ def plot_confusion(confusion: torch.Tensor, class_names: Sequence[str] | None,
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if value > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
+    return _save(plt, fig, out_png)
+
+
+def plot_stream_probabilities(times: Sequence[float] | torch.Tensor,
+                              probabilities: torch.Tensor, class_names: Sequence[str],
+                              out_png: str | Path, *, title: str = "predictions over time"
+                              ) -> Path:
+    """One line per class: ``probabilities [N, K]`` at stream ``times [N]`` (seconds),
+    the legend naming the ``K`` classes; returns ``out_png``."""
+    probabilities = torch.as_tensor(probabilities).float()
+    times = torch.as_tensor(times).double()
+    if probabilities.ndim != 2 or probabilities.shape[0] != len(times):
+        raise ValueError(f"plot_stream_probabilities: expected probabilities [N, K] for "
+                         f"{len(times)} times, got shape {tuple(probabilities.shape)}")
+    if len(class_names) != probabilities.shape[1]:
+        raise ValueError(f"plot_stream_probabilities: {len(class_names)} class names for "
+                         f"{probabilities.shape[1]} classes")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    marker = "o" if len(times) == 1 else ""
+    for column, name in enumerate(class_names):
+        ax.plot(times.numpy(), probabilities[:, column].numpy(), marker=marker, label=name)
+    ax.set(xlabel="time (s)", ylabel="probability", title=title, ylim=(0.0, 1.0))
+    ax.grid(alpha=0.3)
+    if class_names:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     return _save(plt, fig, out_png)
 
 

@@ -1,0 +1,1 @@
+"""Peers that vidnets is measured against (e.g. the official TFLite MoViNets)."""

@@ -1,0 +1,172 @@
+"""Exported graphs (ONNX in ONNX Runtime, torch.export, ExecuTorch) match PyTorch on a real
+video streamed frame by frame; the state is named graph inputs and outputs."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import SHARED, randomize
+from vidnets import create_model
+from vidnets.cli import main
+from vidnets.data.transforms import ClipTransform
+from vidnets.data.video import iter_frames
+from vidnets.deploy.backends import create_streamer
+from vidnets.deploy.export import NEXT, build_graph, export_model, initial_state, read_sidecar
+
+SIZE = 64
+
+
+def _require(module: str):
+    """Import an optional runtime: required in CI (VIDNETS_REQUIRE_REFERENCE=1), else skip."""
+    if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+@pytest.fixture(scope="module")
+def stream_model():
+    return randomize(create_model("movinet_a0_stream", num_classes=6), seed=4)
+
+
+@pytest.fixture(scope="module")
+def video() -> torch.Tensor:
+    """12 frames of the shared test.mp4 at 64 x 64, values in [0, 1]: ``[1, 3, 12, 64, 64]``."""
+    if not SHARED.is_dir():
+        pytest.fail(f"shared videos not found at {SHARED}")
+    decoded = iter_frames(SHARED / "data/videos/test.mp4", fps=5.0)
+    frames = [frame for _, (_, frame) in zip(range(12), decoded, strict=False)]
+    clip = ClipTransform(SIZE, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=False)
+    return clip(torch.from_numpy(np.stack(frames)))[None]
+
+
+def _reference(model, video: torch.Tensor) -> list[torch.Tensor]:
+    """Logits after every frame of ``stream_step``."""
+    state, out = model.init_state(1, SIZE, SIZE), []
+    with torch.no_grad():
+        for t in range(video.shape[2]):
+            logits, state = model.stream_step(video[:, :, t:t + 1], state)
+            out.append(logits)
+    return out
+
+
+def test_onnx_frame_graph_in_onnxruntime_matches_pytorch(stream_model, video, tmp_path):
+    ort = _require("onnxruntime")
+    path = export_model(stream_model, tmp_path / "a0.onnx", "onnx", graph="frame",
+                        height=SIZE, width=SIZE, metadata={"labels": list("abcdef")})
+    spec, meta = read_sidecar(path)
+    assert meta["labels"] == list("abcdef")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    keys = list(stream_model.init_state(1, SIZE, SIZE))
+    assert [i.name for i in session.get_inputs()] == ["frame", *keys]
+    assert [o.name for o in session.get_outputs()] == ["logits", *(k + NEXT for k in keys)]
+    assert all(len(i.shape) <= 4 for i in session.get_inputs())
+    state = {k: v.numpy() for k, v in initial_state(spec).items()}
+    for t, expected in enumerate(_reference(stream_model, video)):
+        out = session.run(None, {"frame": video[:, :, t].numpy(), **state})
+        state = dict(zip(spec.state_keys, out[1:], strict=True))
+        np.testing.assert_allclose(out[0], expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_stream_graph_takes_chunks(stream_model, video, tmp_path):
+    ort = _require("onnxruntime")
+    path = export_model(stream_model, tmp_path / "a0s.onnx", "onnx", graph="stream",
+                        height=SIZE, width=SIZE, frames=3)
+    spec, _ = read_sidecar(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert spec.input_shapes["frames"] == [1, 3, 3, SIZE, SIZE]
+    state = {k: v.numpy() for k, v in initial_state(spec).items()}
+    expected = _reference(stream_model, video)
+    for t in range(0, 12, 3):
+        out = session.run(None, {"frames": video[:, :, t:t + 3].numpy(), **state})
+        state = dict(zip(spec.state_keys, out[1:], strict=True))
+        np.testing.assert_allclose(out[0], expected[t + 2].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_clip_graph(tmp_path):
+    ort = _require("onnxruntime")
+    model = randomize(create_model("x3d_xs", num_classes=5), seed=1)
+    path = export_model(model, tmp_path / "x3d.onnx", "onnx", height=48, width=48, frames=4)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    clip = torch.rand(1, 3, 4, 48, 48)
+    with torch.no_grad():
+        expected = model(clip).numpy()
+    np.testing.assert_allclose(session.run(None, {"clip": clip.numpy()})[0], expected,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_torch_export_four_d_graph(stream_model, video, tmp_path):
+    path = export_model(stream_model, tmp_path / "a0.pt2", "torch-export", graph="frame",
+                        height=SIZE, width=SIZE)
+    program = torch.export.load(str(path))
+    ranks = {len(node.meta["val"].shape) for node in program.graph.nodes
+             if isinstance(node.meta.get("val"), torch.Tensor)}
+    assert max(ranks) == 4  # frames as images, states as 4-D tensors
+    # BN folded: no batch-norm op left in the graph
+    assert not any("batch_norm" in str(node.target) for node in program.graph.nodes)
+    spec, _ = read_sidecar(path)
+    state = [initial_state(spec)[k] for k in spec.state_keys]
+    module = program.module()
+    for t, expected in enumerate(_reference(stream_model, video)[:6]):
+        out = module(video[:, :, t], *state)
+        state = list(out[1:])
+        torch.testing.assert_close(out[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_torch_export_stream_graph_is_5d_with_state(stream_model):
+    module, args, spec = build_graph(stream_model, "stream", height=SIZE, width=SIZE, frames=2)
+    program = torch.export.export(module, args, strict=False)
+    assert len(program.graph_signature.user_inputs) == 1 + len(spec.state_keys)
+    assert len(program.graph_signature.user_outputs) == 1 + len(spec.state_keys)
+
+
+def test_executorch_backend_matches_pytorch(stream_model, video, tmp_path):
+    _require("executorch")
+    expected = _reference(stream_model, video)[-1]
+    streamer = create_streamer(stream_model, "executorch", SIZE, SIZE, cache=tmp_path)
+    torch.testing.assert_close(streamer(video[:, :, :5]), _reference(stream_model,
+                                                                     video[:, :, :5])[-1],
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(streamer(video[:, :, 5:]), expected, rtol=1e-4, atol=1e-4)
+    streamer.reset()
+    torch.testing.assert_close(streamer(video), expected, rtol=1e-4, atol=1e-4)
+    assert len(list(tmp_path.glob("*.pte"))) == 1  # exported once, then cached
+
+
+@pytest.mark.parametrize("backend", ["eager", "frame", "onnxruntime"])
+def test_backends_match_clip(stream_model, video, backend, tmp_path):
+    if backend == "onnxruntime":
+        _require("onnxruntime")
+    streamer = create_streamer(stream_model, backend, SIZE, SIZE, cache=tmp_path)
+    with torch.no_grad():
+        expected = stream_model(video)
+    torch.testing.assert_close(streamer(video[:, :, :7]), stream_model(video[:, :, :7]),
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(streamer(video[:, :, 7:]), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_export_and_benchmark(tmp_path, capsys):
+    from vidnets.weights import save_weights
+
+    _require("onnxruntime")
+    model = randomize(create_model("movinet_a0_stream", num_classes=3))
+    weights = save_weights(model.state_dict(), tmp_path / "w.safetensors",
+                           {"model": "movinet_a0_stream", "num_classes": 3,
+                            "labels": ["x", "y", "z"], "size": 48, "frames": 8, "fps": 5})
+    out = tmp_path / "a0.onnx"
+    assert main(["export", "--model", "movinet_a0_stream", "--weights", str(weights),
+                 "--format", "onnx", "--four-d", "--out", str(out)]) == 0
+    spec, meta = read_sidecar(out)
+    assert spec.graph == "frame" and spec.input_shapes["frame"] == [1, 3, 48, 48]
+    assert meta["labels"] == ["x", "y", "z"] and meta["fps"] == 5
+    capsys.readouterr()
+    assert main(["benchmark", "movinet_a0_stream", "--streaming", "--backend", "frame",
+                 "--size", "48", "--calls", "5", "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert result["backend"] == "frame" and result["calls"] == 5
+    assert 0 < result["median_ms"] <= result["p90_ms"] and result["peak_rss_mb"] > 0

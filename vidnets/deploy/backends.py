@@ -1,0 +1,233 @@
+"""Streaming runtimes behind one interface: ``streamer(frames [1, 3, t, H, W]) -> logits``.
+
+* ``eager``:       ``stream_step`` of the deployed model (BN folded) in PyTorch;
+* ``frame``:       the 4-D one-frame graph (:mod:`vidnets.deploy.frame`) in PyTorch;
+* ``onnxruntime``: the one-frame graph exported to ONNX, run by ONNX Runtime;
+* ``executorch``:  the one-frame graph as an ExecuTorch program with the XNNPACK delegate.
+
+Exported graphs are cached under ``$VIDNETS_CACHE/deploy`` keyed by the weights, the
+graph and the input size, so only the first run of a model pays for the export.
+``auto`` picks the fastest installed runtime (measured in ``benchmarks/stream_speed.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..layers import State
+from ..models.base import VideoClassifier
+from ..weights.download import cache_dir
+from . import export, fold, frame
+from .export import (
+    NEXT,
+    build_graph,
+    export_executorch,
+    export_onnx,
+    initial_state,
+    read_sidecar,
+)
+from .fold import deploy_model
+from .frame import FrameModel, frame_state
+from .runner import StreamerLike
+
+BACKENDS: tuple[str, ...] = ("eager", "frame", "onnxruntime", "executorch")
+# fastest first (benchmarks/stream_speed.py on a 2-core x86 CPU)
+PREFERENCE: tuple[str, ...] = ("onnxruntime", "executorch", "frame", "eager")
+_MODULES = {"onnxruntime": "onnxruntime", "executorch": "executorch"}
+
+
+def available_backends() -> list[str]:
+    """Backends whose runtime is installed, fastest first."""
+    return [b for b in PREFERENCE
+            if b not in _MODULES or importlib.util.find_spec(_MODULES[b]) is not None]
+
+
+def resolve_backend(name: str) -> str:
+    """``auto`` -> the fastest installed backend; otherwise check ``name`` is usable."""
+    if name == "auto":
+        return available_backends()[0]
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected auto or one of {BACKENDS}")
+    if name not in available_backends():
+        raise ValueError(f"backend {name!r} needs the {_MODULES[name]!r} package "
+                         f"(pip install 'vidnets[deploy]'); installed: {available_backends()}")
+    return name
+
+
+class _FrameLoop:
+    """Feeds a ``t``-frame chunk one frame at a time to ``step(frame [1, 3, H, W])``."""
+
+    step: Callable[[torch.Tensor], torch.Tensor]
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        logits = None
+        for t in range(frames.shape[2]):
+            logits = self.step(frames[:, :, t])
+        if logits is None:
+            raise ValueError(f"expected at least one frame, got shape {tuple(frames.shape)}")
+        return logits
+
+
+class EagerStreamer:
+    """``stream_step`` of the deployed model; any chunk length."""
+
+    def __init__(self, model: VideoClassifier, height: int, width: int) -> None:
+        self.model, self.height, self.width = model, height, width
+        self.state: State | None = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.state is None:
+            self.state = self.model.init_state(frames.shape[0], self.height, self.width)
+        logits, self.state = self.model.stream_step(frames, self.state)
+        return logits
+
+
+class FrameGraphStreamer(_FrameLoop):
+    """The 4-D one-frame graph in eager PyTorch."""
+
+    def __init__(self, model: VideoClassifier, height: int, width: int) -> None:
+        self.graph = FrameModel(model, height, width).eval()
+        self.initial = frame_state(model.init_state(1, height, width))
+        self.state = self.initial
+
+    def reset(self) -> None:
+        self.state = self.initial
+
+    @torch.inference_mode()
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        logits, self.state = self.graph(frame, self.state)
+        return logits
+
+
+class OnnxStreamer(_FrameLoop):
+    """The one-frame ONNX graph in ONNX Runtime with I/O binding: two preallocated state
+    buffers swap roles every call (outputs are written straight into the next call's
+    inputs), so a call allocates and copies nothing but the frame."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.spec, _ = read_sidecar(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # one call per frame: idle workers must sleep, not spin on the cores we need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.binding = self.session.io_binding()
+        zeros = initial_state(self.spec)
+        self.buffers = [{k: v.numpy() for k, v in zeros.items()},
+                        {k: v.numpy().copy() for k, v in zeros.items()}]
+        self.logits = np.zeros([d if isinstance(d, int) else 1 for d in
+                                self.session.get_outputs()[0].shape], np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        for value in self.buffers[0].values():
+            value[...] = 0
+        self.current = 0
+
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        state, new_state = self.buffers[self.current], self.buffers[1 - self.current]
+        binding = self.binding
+        frame = frame.contiguous().numpy()
+        binding.bind_cpu_input(self.spec.input_names[0], frame)
+        for key in self.spec.state_keys:
+            binding.bind_cpu_input(key, state[key])
+            binding.bind_output(key + NEXT, "cpu", 0, np.float32, new_state[key].shape,
+                                new_state[key].ctypes.data)
+        binding.bind_output("logits", "cpu", 0, np.float32, self.logits.shape,
+                            self.logits.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        self.current = 1 - self.current
+        return torch.from_numpy(self.logits.copy())
+
+
+class ExecuTorchStreamer(_FrameLoop):
+    """The one-frame ExecuTorch program (XNNPACK delegate)."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        from executorch.runtime import Runtime
+
+        if threads:
+            from executorch.extension.pybindings import portable_lib
+
+            portable_lib._unsafe_reset_threadpool(threads)
+        self.spec, _ = read_sidecar(path)
+        self.method = Runtime.get().load_program(path).load_method("forward")
+        self.initial = [initial_state(self.spec)[k] for k in self.spec.state_keys]
+        self.state = list(self.initial)
+
+    def reset(self) -> None:
+        self.state = list(self.initial)
+
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        out = self.method.execute([frame.contiguous(), *self.state])
+        self.state = list(out[1:])
+        return out[0]
+
+
+def weights_digest(model: VideoClassifier) -> str:
+    """sha256 of the model's class name, its state dict and the code that builds and
+    exports its graphs (the export cache key)."""
+    digest = hashlib.sha256(type(model).__name__.encode())
+    for module in (fold, frame, export):
+        digest.update(Path(module.__file__).read_bytes())
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(str(tuple(value.shape)).encode())
+        digest.update(value.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def exported_frame_graph(model: VideoClassifier, fmt: str, height: int, width: int,
+                         cache: Path | None = None) -> Path:
+    """Path of ``model``'s one-frame graph as ``onnx``/``executorch``, exported once."""
+    suffix = {"onnx": ".onnx", "executorch": ".pte"}[fmt]
+    folder = cache or cache_dir() / "deploy"
+    path = folder / f"{weights_digest(model)}-frame-{height}x{width}{suffix}"
+    if not (path.is_file() and Path(str(path) + ".json").is_file()):
+        # ONNX Runtime's pad op costs more than a few zero taps; XNNPACK (ExecuTorch) keeps
+        # its optimised 3x3 / 5x5 depthwise kernels only with the explicit pad
+        module, args, spec = build_graph(model, "frame", height=height, width=width,
+                                         deploy=False, fold_pads=fmt == "onnx")
+        tmp = path.with_name(path.name + ".tmp" + suffix)
+        exporter = export_onnx if fmt == "onnx" else export_executorch
+        exporter(module, args, spec, tmp)
+        Path(str(tmp) + ".json").replace(Path(str(path) + ".json"))
+        tmp.replace(path)
+    return path
+
+
+def create_streamer(model: VideoClassifier, backend: str, height: int, width: int, *,
+                    threads: int | None = None, cache: Path | None = None) -> StreamerLike:
+    """A streamer of the causal ``model`` for ``height x width`` frames on ``backend``.
+
+    ``streamer(frames [1, 3, t, H, W])`` returns the logits ``[1, K]`` after the last frame;
+    ``streamer.reset()`` starts a new video."""
+    if not model.causal:
+        raise model._not_streamable()
+    backend = resolve_backend(backend)
+    deployed = deploy_model(model)
+    if backend == "eager":
+        return EagerStreamer(deployed, height, width)
+    if backend == "frame":
+        return FrameGraphStreamer(deployed, height, width)
+    if backend == "onnxruntime":
+        return OnnxStreamer(exported_frame_graph(deployed, "onnx", height, width, cache),
+                            threads)
+    return ExecuTorchStreamer(exported_frame_graph(deployed, "executorch", height, width,
+                                                   cache), threads)

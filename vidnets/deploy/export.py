@@ -1,0 +1,228 @@
+"""Export to ONNX, ``torch.export`` (``.pt2``) and ExecuTorch (``.pte``, XNNPACK).
+
+Three graphs, all built from the deployed model (BN folded, ``2plus1d`` layout):
+
+* ``clip``:   ``clip [B, 3, T, H, W] -> logits``;
+* ``stream``: ``frames [B, 3, t, H, W], *state -> logits, *new_state`` (a chunk per call,
+  ``t`` fixed or dynamic in ONNX);
+* ``frame``:  ``frame [B, 3, H, W], *state -> logits, *new_state`` with 4-D states only
+  (:mod:`vidnets.deploy.frame`), for delegates that reject 5-D tensors.
+
+State inputs are named after the model's state keys, their outputs ``{key}_next``, so a
+runtime feeds each output back to the input of the same key. Every exported file carries
+the model's metadata (preprocessing, labels, graph signature) in a ``.json`` beside it and,
+for ONNX, in the model's ``metadata_props``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..layers import State
+from ..models.base import VideoClassifier
+from .fold import deploy_model
+from .frame import FrameModel, fold_padding, frame_state
+
+GraphKind = Literal["clip", "stream", "frame"]
+GRAPHS: tuple[str, ...] = ("clip", "stream", "frame")
+FORMATS: tuple[str, ...] = ("onnx", "torch-export", "executorch")
+SUFFIXES = {"onnx": ".onnx", "torch-export": ".pt2", "executorch": ".pte"}
+NEXT = "_next"
+
+
+@dataclass
+class GraphSpec:
+    """What an exported graph takes and returns (saved beside it as JSON)."""
+
+    graph: str
+    input_names: list[str]
+    output_names: list[str]
+    input_shapes: dict[str, list[int]]
+    state_keys: list[str] = field(default_factory=list)
+    dynamic_frames: bool = False
+
+
+class StreamGraph(nn.Module):
+    """``(frames [B, 3, t, H, W], *state) -> (logits, *new_state)`` in ``keys`` order."""
+
+    def __init__(self, model: VideoClassifier, keys: Sequence[str]) -> None:
+        super().__init__()
+        self.model, self.keys = model, list(keys)
+
+    def forward(self, frames: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, new_state = self.model._run(frames, dict(zip(self.keys, state, strict=True)))
+        return (logits, *(new_state[k] for k in self.keys))
+
+
+class FrameGraph(nn.Module):
+    """``(frame [B, 3, H, W], *state4d) -> (logits, *new_state4d)`` in ``keys`` order."""
+
+    def __init__(self, frame_model: FrameModel) -> None:
+        super().__init__()
+        self.frame_model, self.keys = frame_model, frame_model.keys
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, new_state = self.frame_model(frame, dict(zip(self.keys, state, strict=True)))
+        return (logits, *(new_state[k] for k in self.keys))
+
+
+class ClipGraph(nn.Module):
+    """``clip [B, 3, T, H, W] -> logits`` without the eager input checks."""
+
+    def __init__(self, model: VideoClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.model._run(clip, None)[0]
+
+
+def build_graph(model: VideoClassifier, graph: GraphKind, *, height: int, width: int,
+                frames: int = 1, batch: int = 1, deploy: bool = True,
+                fold_pads: bool = False) -> tuple[nn.Module, tuple[torch.Tensor, ...], GraphSpec]:
+    """The module to export, example inputs and its :class:`GraphSpec`.
+
+    ``frames``: the clip length (``clip``) or frames per call (``stream``).
+    ``fold_pads``: fold the frame graph's pad ops into its convs (:func:`fold_padding`)."""
+    if graph not in GRAPHS:
+        raise ValueError(f"unknown graph {graph!r}; expected one of {GRAPHS}")
+    if graph != "clip" and not model.causal:
+        raise ValueError(f"a {graph!r} graph needs a causal model; {type(model).__name__} is "
+                         "not (export the clip graph, or use a *_stream model)")
+    deployed = deploy_model(model) if deploy else model.eval()
+    if graph == "clip":
+        clip = torch.rand(batch, 3, frames, height, width)
+        spec = GraphSpec("clip", ["clip"], ["logits"], {"clip": list(clip.shape)})
+        return ClipGraph(deployed), (clip,), spec
+    state = deployed.init_state(batch, height, width)
+    keys = list(state)
+    if graph == "stream":
+        module: nn.Module = StreamGraph(deployed, keys)
+        x = torch.rand(batch, 3, frames, height, width)
+        name = "frames"
+    else:
+        frame_model = FrameModel(deployed, height, width)
+        module = FrameGraph(fold_padding(frame_model) if fold_pads else frame_model)
+        state = frame_state(state)
+        x = torch.rand(batch, 3, height, width)
+        name = "frame"
+    args = (x, *(state[k] for k in keys))
+    shapes = {name: list(x.shape), **{k: list(state[k].shape) for k in keys}}
+    spec = GraphSpec(graph, [name, *keys], ["logits", *(k + NEXT for k in keys)], shapes, keys)
+    return module.eval(), args, spec
+
+
+def initial_state(spec: GraphSpec) -> State:
+    """Zero state of an exported graph, from its spec."""
+    return {k: torch.zeros(spec.input_shapes[k]) for k in spec.state_keys}
+
+
+def _save_sidecar(path: Path, spec: GraphSpec, metadata: dict[str, Any]) -> Path:
+    sidecar = path.with_suffix(path.suffix + ".json")
+    sidecar.write_text(json.dumps({**metadata, "graph": asdict(spec)}, indent=1,
+                                  sort_keys=True, default=str))
+    return sidecar
+
+
+def read_sidecar(path: str | Path) -> tuple[GraphSpec, dict[str, Any]]:
+    """The :class:`GraphSpec` and metadata saved beside an exported file."""
+    sidecar = Path(str(path) + ".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{path}: no {sidecar.name} beside it (export with vidnets)")
+    data = json.loads(sidecar.read_text())
+    return GraphSpec(**data.pop("graph")), data
+
+
+def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], spec: GraphSpec,
+                path: str | Path, metadata: dict[str, Any] | None = None, *,
+                dynamic_frames: bool = False) -> Path:
+    """Write ``module`` as ONNX (dynamo exporter) with named inputs/outputs."""
+    import onnx
+
+    path = Path(path)
+    dynamic_shapes = None
+    if dynamic_frames:
+        if spec.graph != "stream":
+            raise ValueError("dynamic frames need the stream graph")
+        frames = torch.export.Dim("frames", min=1, max=1024)
+        dynamic_shapes = ({2: frames}, tuple(None for _ in args[1:]))
+        spec.dynamic_frames = True
+    exported = export_program(module, args, dynamic_shapes)
+    program = torch.onnx.export(exported, args, input_names=spec.input_names,
+                                output_names=spec.output_names, dynamo=True, optimize=True,
+                                verbose=False)
+    model = program.model_proto
+    meta = {**(metadata or {}), "graph": asdict(spec)}
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=json.dumps(value, default=str))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    _save_sidecar(path, spec, metadata or {})
+    return path
+
+
+def export_program(module: nn.Module, args: tuple[torch.Tensor, ...],
+                   dynamic_shapes: Any = None) -> torch.export.ExportedProgram:
+    """``torch.export`` of a graph module (non-strict tracing)."""
+    with torch.no_grad():
+        return torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=False)
+
+
+def export_torch(module: nn.Module, args: tuple[torch.Tensor, ...], spec: GraphSpec,
+                 path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write a ``torch.export`` ExportedProgram (``.pt2``, ``torch.export.load``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program = export_program(module, args)
+    torch.export.save(program, str(path))
+    _save_sidecar(path, spec, metadata or {})
+    return path
+
+
+def export_executorch(module: nn.Module, args: tuple[torch.Tensor, ...], spec: GraphSpec,
+                      path: str | Path, metadata: dict[str, Any] | None = None, *,
+                      program: torch.export.ExportedProgram | None = None) -> Path:
+    """Write an ExecuTorch program (``.pte``) with every supported op in XNNPACK."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    path = Path(path)
+    program = program or export_program(module, args)
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(lowered.to_executorch().buffer)
+    _save_sidecar(path, spec, metadata or {})
+    return path
+
+
+def export_model(model: VideoClassifier, path: str | Path, fmt: str, *,
+                 graph: GraphKind | None = None, height: int, width: int, frames: int = 1,
+                 batch: int = 1, dynamic_frames: bool = False,
+                 metadata: dict[str, Any] | None = None) -> Path:
+    """Export ``model`` as ``fmt`` (``onnx``, ``torch-export``, ``executorch``).
+
+    ``graph`` defaults to ``stream`` for causal models (``frame`` for ExecuTorch) and
+    ``clip`` otherwise."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {FORMATS}")
+    if graph is None:
+        graph = ("frame" if fmt == "executorch" else "stream") if model.causal else "clip"
+    if dynamic_frames:
+        frames = max(frames, 2)  # an example of 1 frame would specialise the length to 1
+    module, args, spec = build_graph(model, graph, height=height, width=width,
+                                     frames=frames, batch=batch)
+    meta = dict(metadata or {})
+    if fmt == "onnx":
+        return export_onnx(module, args, spec, path, meta, dynamic_frames=dynamic_frames)
+    if dynamic_frames:
+        raise ValueError("dynamic frames are supported for ONNX only")
+    if fmt == "torch-export":
+        return export_torch(module, args, spec, path, meta)
+    return export_executorch(module, args, spec, path, meta)
