@@ -242,7 +242,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     inference = load_inference_model(args.model, args.weights, labels=args.labels)
     model, prep = inference.model, inference.preprocessing
-    graph = "frame" if args.four_d else "stream" if args.streaming else "clip"
+    graph = "frame" if args.four_d or args.int8 else "stream" if args.streaming else "clip"
     if graph == "clip" and args.format == "executorch" and model.causal and not args.clip:
         graph = "frame"
     size = args.size or prep.size
@@ -253,10 +253,46 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "num_classes": len(inference.class_names), "size": prep.size,
                 "frames": prep.frames, "fps": prep.fps, "stride": prep.stride,
                 "mean": list(prep.mean), "std": list(prep.std), "test_scale": prep.test_scale}
+    if args.int8:
+        return _export_int8(args, inference, out, size, metadata)
     path = export_model(model, out, args.format, graph=graph, height=size, width=size,
                         frames=frames, batch=args.batch, dynamic_frames=args.dynamic_frames,
                         metadata=metadata)
     print(f"wrote {path} ({graph} graph, {args.format}) and {path.name}.json")
+    return 0
+
+
+def _export_int8(args: argparse.Namespace, inference, out: Path, size: int,  # noqa: ANN001
+                 metadata: dict) -> int:
+    """`vidnets export --int8`: the one-frame graph, calibrated on --calibrate videos."""
+    import numpy as np
+
+    from .data.video import VideoError, iter_frames
+    from .deploy.quantize import quantize_onnx_frame_graph
+
+    if args.format != "onnx" or not inference.model.causal:
+        raise ValueError("--int8 quantises the one-frame graph of a stream model to ONNX "
+                         "(--format onnx, a *_stream model)")
+    if not args.calibrate:
+        raise ValueError("--int8 needs calibration videos: --calibrate VIDEO [VIDEO ...]")
+    prep = inference.preprocessing
+    transform = prep.transform()
+
+    def videos():  # noqa: ANN202 - decoded lazily, one video in memory at a time
+        for path in args.calibrate:
+            try:
+                frames = [f for _, f in zip(range(args.calibration_frames),
+                                            iter_frames(path, fps=prep.fps, stride=prep.stride),
+                                            strict=False)]
+            except VideoError as exc:
+                print(f"vidnets export: skipped calibration video {exc}", file=sys.stderr)
+                continue
+            if frames:
+                yield transform(torch.from_numpy(np.stack([f for _, f in frames])))
+
+    path = quantize_onnx_frame_graph(inference.model, videos(), out, height=size, width=size,
+                                     metadata=metadata)
+    print(f"wrote {path} (int8 frame graph, onnx) and {path.name}.json")
     return 0
 
 
@@ -409,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "the weights' size)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--labels", default=None)
+    p.add_argument("--int8", action="store_true",
+                   help="int8 one-frame ONNX graph, calibrated on --calibrate videos streamed "
+                        "with their state")
+    p.add_argument("--calibrate", nargs="+", default=None, metavar="VIDEO")
+    p.add_argument("--calibration-frames", type=int, default=64,
+                   help="frames used from each calibration video")
     p.add_argument("--out", default=None, help="output file (default MODEL-GRAPH.EXT)")
     p.set_defaults(func=cmd_export)
 

@@ -89,3 +89,27 @@ def test_int8_graph_tracks_float_on_real_video(model, ort, tmp_path):
     spread = expected.max() - expected.min()
     assert np.abs(logits - expected).max() < 0.25 * spread
     assert np.corrcoef(logits, expected)[0, 1] > 0.9
+
+
+def test_cli_int8_export_skips_a_bad_calibration_video(model, ort, tmp_path, capsys):
+    from vidnets.cli import main
+    from vidnets.weights import save_weights
+
+    weights = save_weights(model.state_dict(), tmp_path / "w.safetensors",
+                           {"model": "movinet_a0_stream", "num_classes": 5, "size": SIZE,
+                            "frames": 8, "fps": 6})
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    out = tmp_path / "a0-int8.onnx"
+    videos = SHARED / "data" / "videos"
+    assert main(["export", "--model", "movinet_a0_stream", "--weights", str(weights),
+                 "--format", "onnx", "--int8", "--calibrate", str(videos / "test.avi"),
+                 str(bad), str(videos / "part_0.mp4"), "--calibration-frames", "5",
+                 "--out", str(out)]) == 0
+    assert "skipped calibration video" in capsys.readouterr().err
+    spec, meta = read_sidecar(out)
+    assert spec.graph == "frame" and meta["quantization"]["calibration_frames"] == 10
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    state = {k: v.numpy() for k, v in initial_state(spec).items()}
+    logits = session.run(None, {"frame": np.zeros((1, 3, SIZE, SIZE), np.float32), **state})[0]
+    assert logits.shape == (1, 5) and np.isfinite(logits).all()
