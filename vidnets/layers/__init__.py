@@ -3,6 +3,12 @@
 from .activations import HardSigmoid, HardSwish, Swish, make_activation
 from .channels import make_divisible
 from .conv import LAYOUTS, TORCH_CONV_STYLE, ConvBNAct, Layout, SpatioTemporalConv
+from .depthwise import (
+    depthwise_conv3d,
+    fast_depthwise,
+    fast_depthwise_enabled,
+    set_fast_depthwise,
+)
 from .drop import DropPath
 from .head import ClassifierHead
 from .norm import (
@@ -30,6 +36,8 @@ __all__ = [
     "HardSwish", "Layout", "PositionalEncoding", "SameAvgPool2d", "Scale",
     "SpatioTemporalConv", "SqueezeExcite", "State", "StreamBuffer", "SubBatchNorm3d", "Swish",
     "aggregate_sub_batch_stats", "batch_norm", "convert_to_batch_norm",
-    "convert_to_sub_batch_norm", "make_activation", "make_divisible", "same_output_size",
-    "same_padding", "set_num_splits", "sinusoid_encoding", "spatial_mean",
+    "convert_to_sub_batch_norm", "depthwise_conv3d", "fast_depthwise", "fast_depthwise_enabled",
+    "make_activation", "make_divisible", "same_output_size",
+    "same_padding", "set_fast_depthwise", "set_num_splits", "sinusoid_encoding",
+    "spatial_mean",
 ]

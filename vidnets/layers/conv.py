@@ -13,13 +13,15 @@ same size are reshaped on load.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activations import make_activation
+from .activations import HardSwish, Swish, make_activation
+from .depthwise import CL3, depthwise_conv3d, fast_path_applies
 from .norm import TF_BN_EPS, TF_BN_MOMENTUM, TORCH_BN_EPS, TORCH_BN_MOMENTUM, batch_norm
 from .padding import f_pad_args, same_output_size, same_padding
 from .state import State, StreamBuffer
@@ -33,6 +35,19 @@ Padding = Literal["tf", "symmetric"]
 # PyTorch conventions (PySlowFast / pytorchvideo models): symmetric padding, BN defaults.
 TORCH_CONV_STYLE = dict(padding="symmetric", bn_eps=TORCH_BN_EPS, bn_momentum=TORCH_BN_MOMENTUM)
 Triple = tuple[int, int, int]
+
+
+_PLAIN = (nn.Conv2d, nn.Conv3d, nn.BatchNorm2d, nn.BatchNorm3d)
+_GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks,
+                 nn.modules.module._global_forward_pre_hooks)
+_INPLACE = {nn.ReLU: torch.relu_, Swish: partial(F.silu, inplace=True),
+            HardSwish: partial(F.hardswish, inplace=True), nn.Identity: lambda y: y}
+
+
+def _activation_(act: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """``act(y)``, in place where ``act`` is a known activation (``y`` is a fresh tensor)."""
+    inplace = _INPLACE.get(type(act)) if not act._forward_hooks else None
+    return act(y) if inplace is None else inplace(y)
 
 
 def check_layout(layout: str) -> None:
@@ -123,15 +138,101 @@ class ConvBNAct(nn.Module):
             y = x
         if not self.static_padding:
             y = self._pad(y, t, h, w)
-        y = self.conv(y)
-        if self.bn is not None:
-            y = self.bn(y)
-        y = self.act(y)
+        if self._inference_fast_path(y):
+            y = _activation_(self.act, self._conv(y, *self._folded()))
+        else:
+            y = self._conv(y)
+            if self.bn is not None:
+                y = self.bn(y)
+            y = self.act(y)
         if self.op == "frames":
             return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
         if self.op == "time":
             return y.reshape(b, y.shape[1], y.shape[2], h, w)
         return y
+
+    @staticmethod
+    def _plain(module: nn.Module | None) -> bool:
+        """No hooks and no substituted class (observers, QAT): safe to bypass its forward."""
+        if module is None:
+            return True
+        if module._forward_hooks or module._forward_pre_hooks or _GLOBAL_HOOKS[0] \
+                or _GLOBAL_HOOKS[1]:
+            return False
+        plain = module.__dict__.get("_vidnets_plain")
+        if plain is None:
+            plain = type(module) in _PLAIN and getattr(module, "padding_mode", "zeros") == \
+                "zeros" and all(d == 1 for d in getattr(module, "dilation", (1,)))
+            module.__dict__["_vidnets_plain"] = plain
+        return plain
+
+    def _inference_fast_path(self, y: torch.Tensor) -> bool:
+        """Eval mode without autograd on CPU: BatchNorm folded into the conv, in-place act."""
+        return (not self.training and not torch.is_grad_enabled() and fast_path_applies(y)
+                and self._plain(self.conv) and self._plain(self.bn)
+                and (self.bn is None or self.bn.running_mean is not None))
+
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Conv weight and bias with the (eval-mode) BatchNorm folded in; cached until one
+        of the tensors is replaced or changed in place."""
+        conv, bn = self.conv, self.bn
+        if bn is None:
+            return conv.weight, conv.bias
+        sources = [conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var]
+        try:
+            key = [bn.eps] + [-1 if t is None else t._version for t in sources]
+        except RuntimeError:  # inference tensors have no version counter: no caching
+            return self._fold()
+        cached = self.__dict__.get("_fold_cache")
+        if cached is not None and cached[1] == key and cached[0][0] is sources[0] \
+                and cached[0][1] is sources[1] and cached[0][2] is sources[2] \
+                and cached[0][3] is sources[3] and cached[0][4] is sources[4] \
+                and cached[0][5] is sources[5]:
+            return cached[2]
+        folded = self._fold()
+        self.__dict__["_fold_cache"] = (sources, key, folded)
+        return folded
+
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        conv, bn = self.conv, self.bn
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+        return conv.weight * scale.view(-1, *[1] * (conv.weight.dim() - 1)), shift
+
+    def _conv(self, y: torch.Tensor, weight: torch.Tensor | None = None,
+              bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``self.conv(y)`` (with ``weight``/``bias`` if given); on CPU, 3D convs in the
+        faster channels-last layout."""
+        conv = self.conv
+        if weight is None:
+            if not self._plain(conv):
+                return conv(y)
+            weight, bias = conv.weight, conv.bias
+        if self.op != "3d" or not isinstance(conv, nn.Conv3d):  # (deploy may swap the conv)
+            return conv._conv_forward(y, weight, bias)
+        if 1 < conv.groups == conv.in_channels == conv.out_channels:
+            return depthwise_conv3d(y, weight, bias, conv.stride, conv.padding)
+        if fast_path_applies(y):
+            if conv.kernel_size == (1, 1, 1) and conv.groups == 1 and conv.stride == (1, 1, 1):
+                if y.is_contiguous(memory_format=CL3):
+                    return F.linear(y.permute(0, 2, 3, 4, 1), weight.flatten(1),
+                                    bias).permute(0, 4, 1, 2, 3)
+            elif conv.kernel_size[0] == 1 and conv.stride[0] == 1:
+                # a per-frame conv: frames folded into the batch, channels-last (oneDNN's
+                # direct kernels; conv3d may take PyTorch's im2col path for small batches)
+                b, c, t = y.shape[:3]
+                y = y.contiguous(memory_format=CL3).transpose(1, 2).reshape(b * t, c, *y.shape[3:])
+                y = F.conv2d(y, weight.squeeze(2), bias, conv.stride[1:], conv.padding[1:])
+                return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+            elif conv.stride != (1, 1, 1) or conv.kernel_size[1:] != (1, 1):
+                y = y.contiguous(memory_format=CL3)
+        return conv._conv_forward(y, weight, bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         key = prefix + "conv.weight"
@@ -215,8 +316,13 @@ class SpatioTemporalConv(nn.Module):
             return {}
         if self.factorised:
             height, width = self.output_size(height, width)
-        return self.buffer.init_state(batch, self.buffer_channels, height, width,
-                                      dtype=dtype, device=device)
+        state = self.buffer.init_state(batch, self.buffer_channels, height, width,
+                                       dtype=dtype, device=device)
+        consumer = self.conv if self.conv_temporal is None else self.conv_temporal
+        if consumer.op == "3d" and fast_path_applies(next(iter(state.values()))):
+            # the layout the fast 3D conv path keeps: no conversion at every step
+            state = {k: v.contiguous(memory_format=CL3) for k, v in state.items()}
+        return state
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """``[B, C, T, H, W]`` -> ``([B, C', T, H', W'], new state)``."""
