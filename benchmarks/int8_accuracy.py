@@ -81,8 +81,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--method", default="percentile",
                         choices=("minmax", "percentile", "entropy"))
-    parser.add_argument("--pooled-int8", action="store_true",
-                        help="quantise the squeeze-excitation and head convs too")
+    parser.add_argument("--all-int8", action="store_true",
+                        help="quantise the squeeze-excitation, head and temporal convs too")
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -97,9 +97,9 @@ def main() -> None:
         int8_path = quantize_onnx_frame_graph(model, calib, folder / "int8.onnx",
                                               height=prep.size, width=prep.size,
                                               calibration=args.method,
-                                              pooled_float=not args.pooled_int8)
-        print(f"quantised ({args.method}, pooled convs "
-              f"{'int8' if args.pooled_int8 else 'float'}) with {args.calibration} "
+                                              keep_float=not args.all_int8)
+        print(f"quantised ({args.method}, pooled and temporal convs "
+              f"{'int8' if args.all_int8 else 'float'}) with {args.calibration} "
               "calibration videos in "
               f"{time.perf_counter() - start:.1f} s")
         float_streamer = OnnxStreamer(

@@ -14,7 +14,7 @@ from vidnets import create_model
 from vidnets.data.transforms import ClipTransform
 from vidnets.data.video import iter_frames
 from vidnets.deploy.export import build_graph, export_onnx, initial_state, read_sidecar
-from vidnets.deploy.quantize import pooled_convs, quantize_onnx_frame_graph, stateful_inputs
+from vidnets.deploy.quantize import float_convs, quantize_onnx_frame_graph, stateful_inputs
 
 SIZE = 48
 
@@ -72,8 +72,9 @@ def test_int8_graph_tracks_float_on_real_video(model, ort, tmp_path):
     # int8 weights, one scale per output channel
     weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert len(weights) >= 40
-    # the convs on pooled features stay float: their weights are float initializers
-    assert len(pooled_convs(path)) == 32
+    # the convs on pooled features (15 blocks x 2 + head 2) and the 11 temporal convs
+    # stay float
+    assert len(float_convs(path)) == 43
     float_module, args, _ = build_graph(model, "frame", height=SIZE, width=SIZE)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     state = {k: v.numpy() for k, v in initial_state(spec).items()}

@@ -123,8 +123,6 @@ class OnnxStreamer(_FrameLoop):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # one call per frame: idle workers must sleep, not spin on the cores we need
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
         self.binding = self.session.io_binding()

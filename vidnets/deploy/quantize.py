@@ -7,9 +7,10 @@ video is streamed through it frame by frame with the float state carried from ca
 call, and every call's inputs (frame and state) are what the calibrator observes, so the
 activation ranges are those of real streaming. Convolutions get int8 weights (per output
 channel) and uint8 activations (QDQ format), by default except those on pooled ``1 x 1``
-features (squeeze-excitation and head: negligible compute); the elementwise ops between
-them, the cumulative pools (running sums and frame counters) and the state stay in float,
-so the quantised graph has the float graph's inputs, outputs and state layout.
+features (squeeze-excitation and head) and the temporal convs over the stream buffers
+(negligible compute); the elementwise ops between them, the cumulative pools (running
+sums and frame counters) and the state stay in float, so the quantised graph has the float
+graph's inputs, outputs and state layout.
 """
 
 from __future__ import annotations
@@ -56,27 +57,36 @@ class StatefulCalibrationReader:
         raise NotImplementedError("stateful calibration streams each video once")
 
 
-def pooled_convs(path: Path) -> list[str]:
-    """Names of the Conv nodes of an ONNX graph whose input is ``1 x 1`` spatially (the
-    squeeze-excitation and the head: negligible compute, kept in float for accuracy)."""
+def float_convs(path: Path) -> list[str]:
+    """Names of the Conv nodes of an ONNX frame graph kept in float: those on pooled
+    ``1 x 1`` features (squeeze-excitation, head) and the temporal ``kt x 1`` convs over
+    the stream buffers (negligible compute; quantising them costs accuracy)."""
     import onnx
+    from onnx import numpy_helper
 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*model.graph.value_info, *model.graph.input]}
-    return [node.name for node in model.graph.node if node.op_type == "Conv"
-            and shapes.get(node.input[0], [0, 0, 0, 0])[2:] == [1, 1]]
+    kernels = {t.name: numpy_helper.to_array(t).shape[2:] for t in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        kh, kw = kernels.get(node.input[1], (0, 0))
+        if shapes.get(node.input[0], [0, 0, 0, 0])[2:] == [1, 1] or (kh > 1 and kw == 1):
+            names.append(node.name)
+    return names
 
 
 def quantize_onnx_frame_graph(model: VideoClassifier, videos: Iterable[torch.Tensor],
                               path: str | Path, *, height: int, width: int,
-                              calibration: str = "percentile", pooled_float: bool = True,
+                              calibration: str = "percentile", keep_float: bool = True,
                               metadata: dict[str, Any] | None = None) -> Path:
     """Write the int8 one-frame graph of a causal ``model`` to ``path`` (ONNX, QDQ).
 
     ``videos``: preprocessed calibration videos ``[3, T, height, width]``.
     ``calibration``: ``minmax``, ``percentile`` or ``entropy`` activation ranges.
-    ``pooled_float``: keep the convs on pooled ``1 x 1`` features in float."""
+    ``keep_float``: keep the convs of :func:`float_convs` in float."""
     import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -101,16 +111,15 @@ def quantize_onnx_frame_graph(model: VideoClassifier, videos: Iterable[torch.Ten
         path.parent.mkdir(parents=True, exist_ok=True)
         quantize_static(str(prepared), str(path), reader, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["Conv"], per_channel=True,
-                        nodes_to_exclude=pooled_convs(prepared) if pooled_float else [],
+                        nodes_to_exclude=float_convs(prepared) if keep_float else [],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=methods[calibration])
     if reader.frames == 0:
         path.unlink(missing_ok=True)
         raise ValueError("calibration needs at least one frame")
     meta = {**(metadata or {}), "quantization": {
-        "scheme": "int8 QDQ: per-channel int8 conv weights, uint8 activations; "
-                  "convs on pooled 1x1 features (squeeze-excitation, head) in float",
+        "scheme": "int8 QDQ: per-channel int8 conv weights, uint8 activations",
         "calibration": f"stateful, {calibration}", "calibration_frames": reader.frames,
-        "pooled_convs": "float" if pooled_float else "int8"}}
+        "float_convs": "pooled and temporal" if keep_float else "none"}}
     _save_sidecar(path, spec, meta)
     return path
