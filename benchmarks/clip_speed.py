@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers.pytorchvideo_x3d import create_x3d, randomize_bn, vidnets_twin  # noqa: E402
 
 import vidnets  # noqa: E402
+from vidnets.deploy.bench import time_calls  # noqa: E402
 from vidnets.layers import fast_depthwise  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -58,13 +59,7 @@ def clip_shape(name: str) -> tuple[int, int, int, int]:
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(time_calls(fn, repeats, warmup=1))
 
 
 def relative(a: np.ndarray, b: np.ndarray) -> float:

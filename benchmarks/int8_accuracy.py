@@ -25,6 +25,7 @@ import torch
 from vidnets import create_model, model_config
 from vidnets.data.video import iter_frames
 from vidnets.deploy.backends import OnnxStreamer, exported_frame_graph
+from vidnets.deploy.bench import time_calls
 from vidnets.deploy.fold import deploy_model
 from vidnets.deploy.loading import load_inference_model
 from vidnets.deploy.predict import predict_streaming
@@ -51,14 +52,7 @@ def accuracy(streamer, rows, prep, names) -> float:  # noqa: ANN001
 
 def frame_latency(streamer, size: int, calls: int) -> float:  # noqa: ANN001
     frame = torch.rand(1, 3, 1, size, size)
-    for _ in range(10):
-        streamer(frame)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        streamer(frame)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return statistics.median(time_calls(lambda: streamer(frame), calls, warmup=10)) * 1000
 
 
 def native_models(name: str, folder: Path, calibration: int) -> tuple[Path, Path, int]:

@@ -22,13 +22,10 @@ import torch
 
 from vidnets import create_model, model_config
 from vidnets.deploy.backends import create_streamer, resolve_backend
+from vidnets.deploy.bench import peak_rss_mb
 from vidnets.deploy.history import ProbabilityHistory
 from vidnets.deploy.preprocess import Preprocessing
 from vidnets.deploy.runner import run_stream
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def current_rss_mb() -> float:

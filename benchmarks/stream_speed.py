@@ -14,9 +14,7 @@ ratio to TFLite (target <= 1.0, goal <= 0.6).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,10 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers.tflite_movinet import NATIVE_SIZE, TFLiteStream, export  # noqa: E402
+from peers.tflite_movinet import NATIVE_SIZE, TFLiteStream, export, percentiles  # noqa: E402
 
 from vidnets import create_model  # noqa: E402
 from vidnets.deploy.backends import available_backends, create_streamer  # noqa: E402
+from vidnets.deploy.bench import time_calls  # noqa: E402
 
 
 def tflite_step(path: Path, threads: int, size: int) -> Callable[[], object]:
@@ -49,17 +48,8 @@ def measure(steps: dict[str, Callable[[], object]], calls: int, rounds: int = 5
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
-            for _ in range(5):
-                step()
-            for _ in range(calls // rounds):
-                start = time.perf_counter()
-                step()
-                times[name].append((time.perf_counter() - start) * 1000)
-    out = {}
-    for name, ms in times.items():
-        ms.sort()
-        out[name] = (statistics.median(ms), ms[int(0.9 * (len(ms) - 1))])
-    return out
+            times[name] += [t * 1000 for t in time_calls(step, calls // rounds, warmup=5)]
+    return {name: percentiles(ms) for name, ms in times.items()}
 
 
 def main() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 import torch
@@ -34,18 +37,33 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def missing_reference(message: str) -> NoReturn:
+    """A reference (official code, runtime, shared data) is missing: a failure in CI
+    (``VIDNETS_REQUIRE_REFERENCE=1``), a skip elsewhere."""
+    if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_module(name: str) -> ModuleType:
+    """Import an optional package the test needs (see :func:`missing_reference`)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing_reference(f"{name} does not import: {exc}")
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():
-        if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
-            pytest.fail(f"shared data (real videos, label maps) not found at {SHARED}")
-        pytest.skip(f"shared data not found at {SHARED}")
+        missing_reference(f"shared data (real videos, label maps) not found at {SHARED}")
     return SHARED
 
 
 @pytest.fixture
 def http_server():
-    """Factory: serve a directory over HTTP on 127.0.0.1; returns the base URL."""
+    """Factory: serve a directory (or use a request-handler class) over HTTP on 127.0.0.1;
+    returns the base URL."""
     import functools
     import http.server
     import threading
@@ -56,8 +74,9 @@ def http_server():
         def log_message(self, *args):
             pass
 
-    def serve(directory: Path) -> str:
-        handler = functools.partial(Quiet, directory=str(directory))
+    def serve(target: Path | type) -> str:
+        handler = functools.partial(Quiet, directory=str(target)) \
+            if isinstance(target, Path) else target
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)

@@ -7,8 +7,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .deploy.loading import InferenceModel
 
 
 def _fmt_acc(value: float | None) -> str:
@@ -262,7 +266,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_int8(args: argparse.Namespace, inference, out: Path, size: int,  # noqa: ANN001
+def _export_int8(args: argparse.Namespace, inference: InferenceModel, out: Path, size: int,
                  metadata: dict) -> int:
     """`vidnets export --int8`: the one-frame graph, calibrated on --calibrate videos."""
     import numpy as np

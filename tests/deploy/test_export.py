@@ -3,30 +3,21 @@ video streamed frame by frame; the state is named graph inputs and outputs."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARED, randomize
+from tests.conftest import SHARED, missing_reference, randomize, require_module
 from vidnets import create_model
 from vidnets.cli import main
 from vidnets.data.transforms import ClipTransform
 from vidnets.data.video import iter_frames
 from vidnets.deploy.backends import create_streamer
-from vidnets.deploy.export import NEXT, build_graph, export_model, initial_state, read_sidecar
+from vidnets.deploy.export import NEXT, export_model, initial_state, read_sidecar
 
 SIZE = 64
-
-
-def _require(module: str):
-    """Import an optional runtime: required in CI (VIDNETS_REQUIRE_REFERENCE=1), else skip."""
-    if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
-        return importlib.import_module(module)
-    return pytest.importorskip(module)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +29,7 @@ def stream_model():
 def video() -> torch.Tensor:
     """12 frames of the shared test.mp4 at 64 x 64, values in [0, 1]: ``[1, 3, 12, 64, 64]``."""
     if not SHARED.is_dir():
-        pytest.fail(f"shared videos not found at {SHARED}")
+        missing_reference(f"shared videos not found at {SHARED}")
     decoded = iter_frames(SHARED / "data/videos/test.mp4", fps=5.0)
     frames = [frame for _, (_, frame) in zip(range(12), decoded, strict=False)]
     clip = ClipTransform(SIZE, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=False)
@@ -56,7 +47,7 @@ def _reference(model, video: torch.Tensor) -> list[torch.Tensor]:
 
 
 def test_onnx_frame_graph_in_onnxruntime_matches_pytorch(stream_model, video, tmp_path):
-    ort = _require("onnxruntime")
+    ort = require_module("onnxruntime")
     path = export_model(stream_model, tmp_path / "a0.onnx", "onnx", graph="frame",
                         height=SIZE, width=SIZE, metadata={"labels": list("abcdef")})
     spec, meta = read_sidecar(path)
@@ -74,7 +65,7 @@ def test_onnx_frame_graph_in_onnxruntime_matches_pytorch(stream_model, video, tm
 
 
 def test_onnx_stream_graph_takes_chunks(stream_model, video, tmp_path):
-    ort = _require("onnxruntime")
+    ort = require_module("onnxruntime")
     path = export_model(stream_model, tmp_path / "a0s.onnx", "onnx", graph="stream",
                         height=SIZE, width=SIZE, frames=3)
     spec, _ = read_sidecar(path)
@@ -89,7 +80,7 @@ def test_onnx_stream_graph_takes_chunks(stream_model, video, tmp_path):
 
 
 def test_onnx_clip_graph(tmp_path):
-    ort = _require("onnxruntime")
+    ort = require_module("onnxruntime")
     model = randomize(create_model("x3d_xs", num_classes=5), seed=1)
     path = export_model(model, tmp_path / "x3d.onnx", "onnx", height=48, width=48, frames=4)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -118,15 +109,23 @@ def test_torch_export_four_d_graph(stream_model, video, tmp_path):
         torch.testing.assert_close(out[0], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_torch_export_stream_graph_is_5d_with_state(stream_model):
-    module, args, spec = build_graph(stream_model, "stream", height=SIZE, width=SIZE, frames=2)
-    program = torch.export.export(module, args, strict=False)
+def test_torch_export_stream_graph_takes_chunks_with_state(stream_model, video, tmp_path):
+    path = export_model(stream_model, tmp_path / "a0s.pt2", "torch-export", graph="stream",
+                        height=SIZE, width=SIZE, frames=2)
+    program = torch.export.load(str(path))
+    spec, _ = read_sidecar(path)
     assert len(program.graph_signature.user_inputs) == 1 + len(spec.state_keys)
     assert len(program.graph_signature.user_outputs) == 1 + len(spec.state_keys)
+    module, state = program.module(), [initial_state(spec)[k] for k in spec.state_keys]
+    expected = _reference(stream_model, video)
+    for t in range(0, 6, 2):
+        out = module(video[:, :, t:t + 2], *state)
+        state = list(out[1:])
+        torch.testing.assert_close(out[0], expected[t + 1], rtol=1e-4, atol=1e-4)
 
 
 def test_executorch_backend_matches_pytorch(stream_model, video, tmp_path):
-    _require("executorch")
+    require_module("executorch")
     expected = _reference(stream_model, video)[-1]
     streamer = create_streamer(stream_model, "executorch", SIZE, SIZE, cache=tmp_path)
     torch.testing.assert_close(streamer(video[:, :, :5]), _reference(stream_model,
@@ -141,7 +140,7 @@ def test_executorch_backend_matches_pytorch(stream_model, video, tmp_path):
 @pytest.mark.parametrize("backend", ["eager", "frame", "onnxruntime"])
 def test_backends_match_clip(stream_model, video, backend, tmp_path):
     if backend == "onnxruntime":
-        _require("onnxruntime")
+        require_module("onnxruntime")
     streamer = create_streamer(stream_model, backend, SIZE, SIZE, cache=tmp_path)
     with torch.no_grad():
         expected = stream_model(video)
@@ -153,7 +152,7 @@ def test_backends_match_clip(stream_model, video, backend, tmp_path):
 def test_cli_export_and_benchmark(tmp_path, capsys):
     from vidnets.weights import save_weights
 
-    _require("onnxruntime")
+    require_module("onnxruntime")
     model = randomize(create_model("movinet_a0_stream", num_classes=3))
     weights = save_weights(model.state_dict(), tmp_path / "w.safetensors",
                            {"model": "movinet_a0_stream", "num_classes": 3,

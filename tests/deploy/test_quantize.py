@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import SHARED, randomize
+from tests.conftest import SHARED, missing_reference, randomize, require_module
 from vidnets import create_model
 from vidnets.data.transforms import ClipTransform
 from vidnets.data.video import iter_frames
@@ -21,15 +18,13 @@ SIZE = 48
 
 @pytest.fixture(scope="module")
 def ort():
-    if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
-        return importlib.import_module("onnxruntime")
-    return pytest.importorskip("onnxruntime")
+    return require_module("onnxruntime")
 
 
 def _videos(count: int, frames: int) -> list[torch.Tensor]:
     """``count`` consecutive ``frames``-frame pieces of the shared test.mp4, ``[3, T, S, S]``."""
     if not SHARED.is_dir():
-        pytest.fail(f"shared videos not found at {SHARED}")
+        missing_reference(f"shared videos not found at {SHARED}")
     transform = ClipTransform(SIZE, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=False)
     decoded = [f for _, f in iter_frames(SHARED / "data/videos/test.mp4", fps=6.0)]
     return [transform(torch.from_numpy(np.stack(decoded[i * frames:(i + 1) * frames])))

@@ -7,7 +7,6 @@ import http.server
 import io
 import json
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -159,11 +158,9 @@ def _write_mpegts(frames: list[np.ndarray], path: Path) -> Path:
 
 
 @pytest.fixture
-def truncating_server():
+def truncating_server(http_server):
     """Factory: serve ``data`` over HTTP announcing its full length but sending only the
     first ``fraction`` of it, then closing the connection; returns the URL."""
-    servers = []
-
     def serve(data: bytes, fraction: float) -> str:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
@@ -176,15 +173,9 @@ def truncating_server():
             def log_message(self, *args):
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/live.ts"
+        return f"{http_server(Handler)}/live.ts"
 
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return serve
 
 
 def test_source_dropping_mid_stream_keeps_what_was_seen(shared_dir, stream_weights, tmp_path,

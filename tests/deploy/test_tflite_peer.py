@@ -12,7 +12,6 @@ seconds). Without TensorFlow / tf-models-official / ai-edge-litert the tests ski
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 
 import vidnets
 from benchmarks.peers import tflite_movinet
-from tests.conftest import SHARED
+from tests.conftest import SHARED, missing_reference
 from vidnets.data.transforms import ClipTransform
 from vidnets.data.video import read_clip
 
@@ -32,9 +31,7 @@ TOLERANCE = 1e-3  # float32 TFLite (XNNPACK) vs float32 PyTorch; logits are O(1)
 
 def _require(ok: bool, message: str) -> None:
     if not ok:
-        if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_reference(message)
 
 
 @pytest.fixture(scope="module")

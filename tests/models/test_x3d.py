@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import re
 import sys
 import types
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 import vidnets
-from tests.conftest import randomize
+from tests.conftest import missing_reference, randomize
 from vidnets.flops import count_bn_statistics, count_macs, count_params
 from vidnets.weights.x3d import PYTORCHVIDEO, official_name
 
@@ -86,9 +85,7 @@ def create_x3d():
                     return importlib.import_module("pytorchvideo.models.x3d").create_x3d
             except ImportError as exc:
                 message = f"pytorchvideo does not import: {exc}"
-    if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_reference(message)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import vidnets
+from tests.conftest import missing_reference
 from vidnets.weights.archive import ArchiveError
 from vidnets.weights.tf_checkpoint import CheckpointError
 
@@ -45,10 +46,8 @@ def reference(tmp_path_factory) -> Path:
     missing = [m for m in ("tensorflow", "tf_keras", "official")
                if importlib.util.find_spec(m) is None]
     if missing:
-        message = f"official TF reference needs {missing}: pip install -e .[tf-reference]"
-        if os.environ.get("VIDNETS_REQUIRE_REFERENCE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_reference(f"official TF reference needs {missing}: "
+                          "pip install -e .[tf-reference]")
     out = tmp_path_factory.mktemp("tf_reference")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     script = str(ROOT / "tools" / "tf_reference.py")

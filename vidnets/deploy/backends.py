@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..layers import State
-from ..models.base import VideoClassifier
+from ..models.base import Streamer, VideoClassifier
 from ..weights.download import cache_dir
 from . import export, fold, frame
 from .export import (
@@ -74,22 +73,13 @@ class _FrameLoop:
         return logits
 
 
-class EagerStreamer:
-    """``stream_step`` of the deployed model; any chunk length."""
-
-    def __init__(self, model: VideoClassifier, height: int, width: int) -> None:
-        self.model, self.height, self.width = model, height, width
-        self.state: State | None = None
-
-    def reset(self) -> None:
-        self.state = None
+class EagerStreamer(Streamer):
+    """:class:`~vidnets.models.base.Streamer` of the deployed model, without autograd (the
+    CPU fast paths of the layers need it off); any chunk length."""
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        if self.state is None:
-            self.state = self.model.init_state(frames.shape[0], self.height, self.width)
-        logits, self.state = self.model.stream_step(frames, self.state)
-        return logits
+        return super().__call__(frames)
 
 
 class FrameGraphStreamer(_FrameLoop):
@@ -221,7 +211,7 @@ def create_streamer(model: VideoClassifier, backend: str, height: int, width: in
     backend = resolve_backend(backend)
     deployed = deploy_model(model)
     if backend == "eager":
-        return EagerStreamer(deployed, height, width)
+        return EagerStreamer(deployed)
     if backend == "frame":
         return FrameGraphStreamer(deployed, height, width)
     if backend == "onnxruntime":

@@ -124,7 +124,8 @@ def initial_state(spec: GraphSpec) -> State:
     return {k: torch.zeros(spec.input_shapes[k]) for k in spec.state_keys}
 
 
-def _save_sidecar(path: Path, spec: GraphSpec, metadata: dict[str, Any]) -> Path:
+def save_sidecar(path: Path, spec: GraphSpec, metadata: dict[str, Any]) -> Path:
+    """Write ``FILE.json`` beside an exported file: its metadata and graph signature."""
     sidecar = path.with_suffix(path.suffix + ".json")
     sidecar.write_text(json.dumps({**metadata, "graph": asdict(spec)}, indent=1,
                                   sort_keys=True, default=str))
@@ -164,7 +165,7 @@ def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], spec: GraphSp
         model.metadata_props.add(key=key, value=json.dumps(value, default=str))
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
-    _save_sidecar(path, spec, metadata or {})
+    save_sidecar(path, spec, metadata or {})
     return path
 
 
@@ -182,7 +183,7 @@ def export_torch(module: nn.Module, args: tuple[torch.Tensor, ...], spec: GraphS
     path.parent.mkdir(parents=True, exist_ok=True)
     program = export_program(module, args)
     torch.export.save(program, str(path))
-    _save_sidecar(path, spec, metadata or {})
+    save_sidecar(path, spec, metadata or {})
     return path
 
 
@@ -198,7 +199,7 @@ def export_executorch(module: nn.Module, args: tuple[torch.Tensor, ...], spec: G
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(lowered.to_executorch().buffer)
-    _save_sidecar(path, spec, metadata or {})
+    save_sidecar(path, spec, metadata or {})
     return path
 
 

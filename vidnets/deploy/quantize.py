@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..models.base import VideoClassifier
-from .export import GraphSpec, _save_sidecar, build_graph, export_onnx, initial_state
+from .export import GraphSpec, build_graph, export_onnx, initial_state, save_sidecar
 
 
 def stateful_inputs(session: Any, spec: GraphSpec, videos: Iterable[torch.Tensor]
@@ -121,5 +121,5 @@ def quantize_onnx_frame_graph(model: VideoClassifier, videos: Iterable[torch.Ten
         "scheme": "int8 QDQ: per-channel int8 conv weights, uint8 activations",
         "calibration": f"stateful, {calibration}", "calibration_frames": reader.frames,
         "float_convs": "pooled and temporal" if keep_float else "none"}}
-    _save_sidecar(path, spec, meta)
+    save_sidecar(path, spec, meta)
     return path
