@@ -80,8 +80,8 @@ def test_frame_state_round_trip():
     assert {k: v.dim() for k, v in flat.items()} == dict.fromkeys(state, 4)
     key = "state_block1_layer0_stream_buffer"
     b, c, n, h, w = state[key].shape
-    assert flat[key].shape == (b, c, n, h * w)
-    torch.testing.assert_close(flat[key][:, :, 1], state[key][:, :, 1].flatten(2))
+    assert flat[key].shape == (b, c, n * h, w)
+    torch.testing.assert_close(flat[key][:, :, h:2 * h], state[key][:, :, 1])
     back = clip_state(flat, state)
     assert all(torch.equal(back[k], state[k]) for k in state)
 

@@ -6,8 +6,9 @@ elementwise ops on ``[B, C, H, W]``. It is built from a deployed model (BN folde
 :func:`~vidnets.deploy.fold.deploy_model`) for one input size, and keeps the model's state
 names; :func:`frame_state` / :func:`clip_state` convert states between the two forms:
 
-* stream buffer ``[B, C, L, H, W]`` <-> ``[B, C, L, H * W]`` (frames flattened, oldest
-  first);
+* stream buffer ``[B, C, L, H, W]`` <-> ``[B, C, L * H, W]`` (the ``L`` frames stacked
+  along the height, oldest first: the graph concatenates and slices them without a
+  reshape, so channels-last runtimes keep them in their layout);
 * pooled sums ``[B, C]`` <-> ``[B, C, 1, 1]``; frame counters ``[B]`` <-> ``[B, 1, 1, 1]``.
 """
 
@@ -43,7 +44,7 @@ def frame_state(state: State) -> State:
     for key, value in state.items():
         if value.dim() == 5:
             b, c, n, h, w = value.shape
-            value = value.reshape(b, c, n, h * w)
+            value = value.reshape(b, c, n * h, w)
         out[key] = value.reshape(*value.shape, *(1,) * (4 - value.dim()))
     return out
 
@@ -150,12 +151,14 @@ def _lag_weights(conv: nn.Conv2d | nn.Conv3d) -> tuple[torch.Tensor, int]:
 
 
 class FrameTemporal(nn.Module):
-    """A causal conv over time on one frame, the last ``kt - 1`` input frames in the state
-    as ``[B, C, kt - 1, H * W]`` (oldest first).
+    """A causal conv over time on one frame ``[B, C, H, W]``, the last ``kt - 1`` input
+    frames in the state stacked along the height (``[B, C, (kt - 1) * H, W]``, oldest
+    first).
 
-    A depthwise conv with a ``1 x 1`` spatial kernel (every streaming MoViNet) is one
-    depthwise ``kt x 1`` ``conv2d`` over ``cat([state, frame])`` (``[B, C, kt, H * W]``, as
-    the official TFLite graph does); other convs are ``sum_i conv2d(frame_i, W_i) + b``."""
+    The new frame is appended below the state (``cat`` along the height), the next state
+    is the last ``kt - 1`` frames of that stack. A depthwise conv with a ``1 x 1`` spatial
+    kernel (every streaming MoViNet) is one depthwise ``kt x 1`` ``conv2d`` with dilation
+    ``H`` over the stack; other convs are ``sum_i conv2d(frame_i, W_i) + b``."""
 
     def __init__(self, layer: ConvBNAct, key: str, height: int, width: int) -> None:
         super().__init__()
@@ -191,15 +194,15 @@ class FrameTemporal(nn.Module):
                         self.groups)
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        b, c, h, w = x.shape
-        frames = torch.cat([state[self.key], x.reshape(b, c, 1, h * w)], dim=2)
-        new_state = {self.key: frames[:, :, 1:]}
+        h = x.shape[2]
+        frames = torch.cat([state[self.key], x], dim=2)
+        new_state = {self.key: frames[:, :, h:]}
         if self.depthwise_1x1:
-            y = F.conv2d(frames, self.weight, self.bias, groups=self.groups)
-            return self.act(y.reshape(b, c, h, w)), new_state
+            y = F.conv2d(frames, self.weight, self.bias, dilation=(h, 1), groups=self.groups)
+            return self.act(y), new_state
         y = self.bias
         for i in range(self.kt):
-            y = y + self._conv(frames[:, :, i].reshape(b, c, h, w), i)
+            y = y + self._conv(frames[:, :, i * h:(i + 1) * h], i)
         return self.act(y), new_state
 
 
