@@ -7,7 +7,9 @@ pip() { python -m pip install -q "$@"; }
 # torch==2.13.0 resolves to the local CPU build; install it first so that nothing
 # later pulls a CUDA build.
 pip torch==2.13.0
-pip -e ".[test,tf-reference,deploy-reference,deploy]"
+pip -e ".[test,tf-reference,deploy-reference,deploy,litert]"
+# the litert-torch converter without its pins (see the litert extra in pyproject.toml)
+pip --no-deps litert-torch==0.10.0 litert-converter==0.5.0 ai-edge-quantizer==0.10.0
 # the official TF MoViNet (reference for the checkpoint tests), without its heavy pins
 pip --no-deps tf-keras==2.20.1 tf-models-official==2.20.0
 # pytorchvideo 0.1.5 (reference for the X3D tests) and the pure-Python packages its import

@@ -241,7 +241,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .deploy.export import export_model
+    from .deploy.export import SUFFIXES, export_model
     from .deploy.loading import load_inference_model
 
     inference = load_inference_model(args.model, args.weights, labels=args.labels)
@@ -251,7 +251,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         graph = "frame"
     size = args.size or prep.size
     frames = args.frames or (prep.frames if graph == "clip" else 1)
-    suffix = {"onnx": ".onnx", "torch-export": ".pt2", "executorch": ".pte"}[args.format]
+    if args.format == "tflite" and graph != "frame":
+        if not model.causal:
+            raise ValueError(f"--format tflite exports the one-frame graph of a stream model; "
+                             f"{args.model} is not causal (use --format onnx)")
+        graph = "frame"
+    suffix = SUFFIXES[args.format]
     out = Path(args.out or f"{args.model}-{graph}{suffix}")
     metadata = {**inference.metadata, "model": args.model, "labels": list(inference.class_names),
                 "num_classes": len(inference.class_names), "size": prep.size,
@@ -326,6 +331,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .deploy.backends import BACKENDS
+    from .deploy.export import FORMATS
 
     parser = argparse.ArgumentParser(prog="vidnets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -430,10 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="overrides of configs/synthetic_demo.yaml")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("export", help="export to ONNX / torch.export / ExecuTorch")
+    p = sub.add_parser("export", help="export to ONNX / torch.export / ExecuTorch / TFLite")
     p.add_argument("--model", required=True)
     p.add_argument("--weights", required=True)
-    p.add_argument("--format", required=True, choices=("onnx", "torch-export", "executorch"))
+    p.add_argument("--format", required=True, choices=FORMATS,
+                   help="tflite: the one-frame graph, channels-last state (litert-torch)")
     p.add_argument("--streaming", action="store_true",
                    help="stream graph: frames [B, 3, t, H, W] and the state in, logits and "
                         "the new state out")

@@ -1,5 +1,6 @@
-"""Exported graphs (ONNX in ONNX Runtime, torch.export, ExecuTorch) match PyTorch on a real
-video streamed frame by frame; the state is named graph inputs and outputs."""
+"""Exported graphs (ONNX in ONNX Runtime, torch.export, ExecuTorch, TFLite in LiteRT) match
+PyTorch on a real video streamed frame by frame; the state is named graph inputs and
+outputs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ from vidnets.cli import main
 from vidnets.data.transforms import ClipTransform
 from vidnets.data.video import iter_frames
 from vidnets.deploy.backends import create_streamer
-from vidnets.deploy.export import NEXT, export_model, initial_state, read_sidecar
+from vidnets.deploy.export import (
+    NEXT,
+    ChannelsLastGraph,
+    build_graph,
+    check_tflite,
+    export_model,
+    initial_state,
+    read_sidecar,
+)
+from vidnets.deploy.frame import frame_state
 
 SIZE = 64
 
@@ -137,10 +147,76 @@ def test_executorch_backend_matches_pytorch(stream_model, video, tmp_path):
     assert len(list(tmp_path.glob("*.pte"))) == 1  # exported once, then cached
 
 
-@pytest.mark.parametrize("backend", ["eager", "frame", "onnxruntime"])
+def _save(model, path, name="movinet_a0_stream"):
+    from vidnets.weights import save_weights
+
+    return save_weights(model.state_dict(), path,
+                        {"model": name, "num_classes": 6, "labels": list("abcdef"),
+                         "size": SIZE, "frames": 8, "fps": 5})
+
+
+def test_tflite_frame_graph_in_litert_matches_pytorch(stream_model, video, tmp_path, capsys):
+    """`vidnets export --format tflite`: named, channels-last inputs and outputs, no
+    transpose or pad op; streamed in LiteRT with the state carried by name, the logits
+    equal stream_step's at every frame and the states hold the model's state values."""
+    require_module("litert_torch")
+    litert = require_module("ai_edge_litert.interpreter")
+    out = tmp_path / "a0.tflite"
+    assert main(["export", "--model", "movinet_a0_stream", "--weights",
+                 str(_save(stream_model, tmp_path / "w.safetensors")), "--format", "tflite",
+                 "--out", str(out)]) == 0
+    spec, meta = read_sidecar(out)
+    assert (spec.graph, spec.layout, meta["labels"]) == ("frame", "nhwc", list("abcdef"))
+    assert spec.input_shapes["frame"] == [1, SIZE, SIZE, 3]
+    interpreter = litert.Interpreter(model_path=str(out))
+    assert not {op["op_name"] for op in interpreter._get_ops_details()} & {"TRANSPOSE", "PAD"}
+    runner = interpreter.get_signature_runner()
+    keys = list(stream_model.init_state(1, SIZE, SIZE))
+    assert set(runner.get_input_details()) == {"frame", *keys}
+    assert set(runner.get_output_details()) == {"logits", *(k + NEXT for k in keys)}
+    state = {k: v.numpy() for k, v in initial_state(spec).items()}
+    model_state = stream_model.init_state(1, SIZE, SIZE)
+    with torch.no_grad():
+        for t in range(video.shape[2]):
+            expected, model_state = stream_model.stream_step(video[:, :, t:t + 1], model_state)
+            result = runner(frame=video[:, :, t].permute(0, 2, 3, 1).contiguous().numpy(),
+                            **state)
+            state = {k: result[k + NEXT] for k in keys}
+            np.testing.assert_allclose(result["logits"], expected.numpy(), rtol=1e-4,
+                                       atol=1e-4)
+    for key, value in frame_state(model_state).items():
+        np.testing.assert_allclose(state[key], value.permute(0, 2, 3, 1).numpy(), rtol=1e-4,
+                                   atol=1e-4, err_msg=key)
+    # the export-time check fails on a graph the file was not converted from
+    module, _, _ = build_graph(stream_model, "frame", height=SIZE, width=SIZE)
+    module.frame_model.head.classifier.conv.bias.data += 0.01
+    with pytest.raises(ValueError, match="differs from PyTorch in 'logits'"):
+        check_tflite(out, ChannelsLastGraph(module, spec), spec)
+    # a clip model has no one-frame graph
+    assert main(["export", "--model", "x3d_xs", "--weights",
+                 str(_save(create_model("x3d_xs", num_classes=6), tmp_path / "x.safetensors",
+                           "x3d_xs")), "--format", "tflite", "--out",
+                 str(tmp_path / "x.tflite")]) == 2
+    assert "not causal" in capsys.readouterr().err
+
+
+def test_litert_backend_streams_x3d(video, tmp_path):
+    require_module("litert_torch")
+    model = randomize(create_model("x3d_xs_stream", num_classes=6), seed=5)
+    streamer = create_streamer(model, "litert", SIZE, SIZE, cache=tmp_path)
+    assert streamer.in_place
+    expected = _reference(model, video[:, :, :6])
+    for t in range(6):
+        torch.testing.assert_close(streamer(video[:, :, t:t + 1]), expected[t], rtol=1e-4,
+                                   atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["eager", "frame", "onnxruntime", "litert"])
 def test_backends_match_clip(stream_model, video, backend, tmp_path):
     if backend == "onnxruntime":
         require_module("onnxruntime")
+    if backend == "litert":
+        require_module("litert_torch")
     streamer = create_streamer(stream_model, backend, SIZE, SIZE, cache=tmp_path)
     with torch.no_grad():
         expected = stream_model(video)

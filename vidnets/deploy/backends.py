@@ -3,7 +3,9 @@
 * ``eager``:       ``stream_step`` of the deployed model (BN folded) in PyTorch;
 * ``frame``:       the 4-D one-frame graph (:mod:`vidnets.deploy.frame`) in PyTorch;
 * ``onnxruntime``: the one-frame graph exported to ONNX, run by ONNX Runtime;
-* ``executorch``:  the one-frame graph as an ExecuTorch program with the XNNPACK delegate.
+* ``executorch``:  the one-frame graph as an ExecuTorch program with the XNNPACK delegate;
+* ``litert``:      the one-frame graph converted to TFLite (``litert-torch``, channels-last
+  state) in the LiteRT interpreter (XNNPACK), the runtime of the official TFLite models.
 
 Exported graphs are cached under ``$VIDNETS_CACHE/deploy`` keyed by the weights, the
 graph and the input size, so only the first run of a model pays for the export.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,9 +28,11 @@ from ..weights.download import cache_dir
 from . import export, fold, frame
 from .export import (
     NEXT,
+    SUFFIXES,
     build_graph,
     export_executorch,
     export_onnx,
+    export_tflite,
     initial_state,
     read_sidecar,
 )
@@ -35,16 +40,18 @@ from .fold import deploy_model
 from .frame import FrameModel, frame_state
 from .runner import StreamerLike
 
-BACKENDS: tuple[str, ...] = ("eager", "frame", "onnxruntime", "executorch")
+BACKENDS: tuple[str, ...] = ("eager", "frame", "onnxruntime", "executorch", "litert")
 # fastest first (benchmarks/stream_speed.py on a 2-core x86 CPU)
-PREFERENCE: tuple[str, ...] = ("onnxruntime", "executorch", "frame", "eager")
-_MODULES = {"onnxruntime": "onnxruntime", "executorch": "executorch"}
+PREFERENCE: tuple[str, ...] = ("litert", "onnxruntime", "executorch", "frame", "eager")
+# what each backend imports: its runtime (and, for litert, the converter)
+_MODULES = {"onnxruntime": ("onnxruntime",), "executorch": ("executorch",),
+            "litert": ("ai_edge_litert", "litert_torch")}
 
 
 def available_backends() -> list[str]:
     """Backends whose runtime is installed, fastest first."""
-    return [b for b in PREFERENCE
-            if b not in _MODULES or importlib.util.find_spec(_MODULES[b]) is not None]
+    return [b for b in PREFERENCE if all(importlib.util.find_spec(module) is not None
+                                         for module in _MODULES.get(b, ()))]
 
 
 def resolve_backend(name: str) -> str:
@@ -54,8 +61,9 @@ def resolve_backend(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected auto or one of {BACKENDS}")
     if name not in available_backends():
-        raise ValueError(f"backend {name!r} needs the {_MODULES[name]!r} package "
-                         f"(pip install 'vidnets[deploy]'); installed: {available_backends()}")
+        raise ValueError(f"backend {name!r} needs the packages {list(_MODULES[name])} (see "
+                         f"the README's deployment section); installed: "
+                         f"{available_backends()}")
     return name
 
 
@@ -168,6 +176,57 @@ class ExecuTorchStreamer(_FrameLoop):
         return out[0]
 
 
+class LiteRTStreamer(_FrameLoop):
+    """The one-frame TFLite graph (channels-last state) in the LiteRT interpreter.
+
+    Each call writes the frame into the interpreter's input tensor, invokes, and copies
+    every new state into its input tensor for the next call: one copy per state, no
+    allocation. (That needs the interpreter's input and output buffers to be disjoint,
+    checked once; otherwise the new states are read out before any is written back.)"""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.spec, _ = read_sidecar(path)
+        if self.spec.layout != "nhwc":
+            raise ValueError(f"{path}: expected a channels-last TFLite frame graph, got "
+                             f"layout {self.spec.layout!r}")
+        self.interpreter = Interpreter(model_path=str(path),
+                                       num_threads=threads or torch.get_num_threads())
+        self.interpreter.allocate_tensors()
+        runner = self.interpreter.get_signature_runner()
+        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        # accessors, not arrays: the interpreter refuses to run while a view is alive
+        tensor = self.interpreter.tensor
+        self.frame = tensor(inputs[self.spec.input_names[0]]["index"])
+        self.logits = tensor(outputs["logits"]["index"])
+        self.pairs = [(tensor(inputs[key]["index"]), tensor(outputs[key + NEXT]["index"]))
+                      for key in self.spec.state_keys]
+        self.in_place = _disjoint([self.frame(), self.logits(),
+                                   *(view() for pair in self.pairs for view in pair)])
+        self.reset()
+
+    def reset(self) -> None:
+        for state, _ in self.pairs:
+            state().fill(0)
+
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        np.copyto(self.frame(), frame.permute(0, 2, 3, 1).numpy())
+        self.interpreter.invoke()
+        logits = torch.from_numpy(self.logits().copy())
+        new_states = [new_state() if self.in_place else new_state().copy()
+                      for _, new_state in self.pairs]
+        for (state, _), value in zip(self.pairs, new_states, strict=True):
+            np.copyto(state(), value)
+        return logits
+
+
+def _disjoint(arrays: list[np.ndarray]) -> bool:
+    """Whether no two arrays share memory."""
+    spans = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for a in arrays)
+    return all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
+
+
 def weights_digest(model: VideoClassifier) -> str:
     """sha256 of the model's class name, its state dict and the code that builds and
     exports its graphs (the export cache key)."""
@@ -183,8 +242,9 @@ def weights_digest(model: VideoClassifier) -> str:
 
 def exported_frame_graph(model: VideoClassifier, fmt: str, height: int, width: int,
                          cache: Path | None = None) -> Path:
-    """Path of ``model``'s one-frame graph as ``onnx``/``executorch``, exported once."""
-    suffix = {"onnx": ".onnx", "executorch": ".pte"}[fmt]
+    """Path of ``model``'s one-frame graph as ``onnx``/``executorch``/``tflite``,
+    exported once."""
+    suffix = SUFFIXES[fmt]
     folder = cache or cache_dir() / "deploy"
     path = folder / f"{weights_digest(model)}-frame-{height}x{width}{suffix}"
     if not (path.is_file() and Path(str(path) + ".json").is_file()):
@@ -193,7 +253,8 @@ def exported_frame_graph(model: VideoClassifier, fmt: str, height: int, width: i
         module, args, spec = build_graph(model, "frame", height=height, width=width,
                                          deploy=False, fold_pads=fmt == "onnx")
         tmp = path.with_name(path.name + ".tmp" + suffix)
-        exporter = export_onnx if fmt == "onnx" else export_executorch
+        exporter = {"onnx": export_onnx, "executorch": export_executorch,
+                    "tflite": export_tflite}[fmt]
         exporter(module, args, spec, tmp)
         Path(str(tmp) + ".json").replace(Path(str(path) + ".json"))
         tmp.replace(path)
@@ -217,5 +278,8 @@ def create_streamer(model: VideoClassifier, backend: str, height: int, width: in
     if backend == "onnxruntime":
         return OnnxStreamer(exported_frame_graph(deployed, "onnx", height, width, cache),
                             threads)
+    if backend == "litert":
+        return LiteRTStreamer(exported_frame_graph(deployed, "tflite", height, width, cache),
+                              threads)
     return ExecuTorchStreamer(exported_frame_graph(deployed, "executorch", height, width,
                                                    cache), threads)

@@ -1,4 +1,4 @@
-"""Export to ONNX, ``torch.export`` (``.pt2``) and ExecuTorch (``.pte``, XNNPACK).
+"""Export to ONNX, ``torch.export`` (``.pt2``), ExecuTorch (``.pte``, XNNPACK) and TFLite.
 
 Three graphs, all built from the deployed model (BN folded, ``2plus1d`` layout):
 
@@ -6,7 +6,10 @@ Three graphs, all built from the deployed model (BN folded, ``2plus1d`` layout):
 * ``stream``: ``frames [B, 3, t, H, W], *state -> logits, *new_state`` (a chunk per call,
   ``t`` fixed or dynamic in ONNX);
 * ``frame``:  ``frame [B, 3, H, W], *state -> logits, *new_state`` with 4-D states only
-  (:mod:`vidnets.deploy.frame`), for delegates that reject 5-D tensors.
+  (:mod:`vidnets.deploy.frame`), for delegates that reject 5-D tensors. As TFLite
+  (``.tflite``, converted by ``litert-torch``) every 4-D input and output is channels-last
+  (frame ``[B, H, W, 3]``, states ``[B, H', W', C]``: ``GraphSpec.layout == "nhwc"``), so
+  the NHWC runtime never transposes the state between calls.
 
 State inputs are named after the model's state keys, their outputs ``{key}_next``, so a
 runtime feeds each output back to the input of the same key. Every exported file carries
@@ -16,6 +19,7 @@ for ONNX, in the model's ``metadata_props``.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,12 +32,12 @@ from torch import nn
 from ..layers import State
 from ..models.base import VideoClassifier
 from .fold import deploy_model
-from .frame import FrameModel, fold_padding, frame_state
+from .frame import FrameAvgPool, FrameModel, fold_padding, frame_state
 
 GraphKind = Literal["clip", "stream", "frame"]
 GRAPHS: tuple[str, ...] = ("clip", "stream", "frame")
-FORMATS: tuple[str, ...] = ("onnx", "torch-export", "executorch")
-SUFFIXES = {"onnx": ".onnx", "torch-export": ".pt2", "executorch": ".pte"}
+FORMATS: tuple[str, ...] = ("onnx", "torch-export", "executorch", "tflite")
+SUFFIXES = {"onnx": ".onnx", "torch-export": ".pt2", "executorch": ".pte", "tflite": ".tflite"}
 NEXT = "_next"
 
 
@@ -47,6 +51,7 @@ class GraphSpec:
     input_shapes: dict[str, list[int]]
     state_keys: list[str] = field(default_factory=list)
     dynamic_frames: bool = False
+    layout: str = "nchw"  # "nhwc": every 4-D input and output channels-last (TFLite)
 
 
 class StreamGraph(nn.Module):
@@ -203,18 +208,108 @@ def export_executorch(module: nn.Module, args: tuple[torch.Tensor, ...], spec: G
     return path
 
 
+class ChannelsLastGraph(nn.Module):
+    """A frame graph with named, channels-last I/O: ``forward(**inputs)`` takes every 4-D
+    input as ``[B, H, W, C]`` and returns ``{name: output}`` with every 4-D output
+    channels-last (the converter cancels the permutes against its NHWC layout)."""
+
+    def __init__(self, module: nn.Module, spec: GraphSpec) -> None:
+        super().__init__()
+        self.module, self.spec = module, spec
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.module(*(_nchw(inputs[name]) for name in self.spec.input_names))
+        return {name: _nhwc(out) for name, out in zip(self.spec.output_names, outputs,
+                                                      strict=True)}
+
+
+def _nhwc(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 2, 3, 1) if x.dim() == 4 else x
+
+
+def _nchw(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2) if x.dim() == 4 else x
+
+
+def export_tflite(module: nn.Module, args: tuple[torch.Tensor, ...], spec: GraphSpec,
+                  path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write the one-frame graph as TFLite (``litert-torch``) for the LiteRT interpreter.
+
+    Inputs and outputs keep their names (signature ``serving_default``) and every 4-D one
+    is channels-last (``spec.layout = "nhwc"``, ``spec.input_shapes`` in NHWC). The pools'
+    TF "same" pads are folded into their kernels (a pad op would run channels-first); the
+    convs' pads become the converter's own "same" padding. The file is kept only if it
+    matches PyTorch on a streamed clip (:func:`check_tflite`)."""
+    import litert_torch
+
+    if spec.graph != "frame":
+        raise ValueError(f"the TFLite export is the one-frame graph (got {spec.graph!r}); "
+                         "export a *_stream model")
+    module = copy.deepcopy(module)
+    for pool in module.modules():
+        if isinstance(pool, FrameAvgPool):
+            pool.fold_padding()
+    # litert-torch 0.10 mis-converts non-contiguous constants (measured: one layer's
+    # temporal kernel, a strided view, replaced by another layer's)
+    for tensor in [*module.parameters(), *module.buffers()]:
+        tensor.data = tensor.data.contiguous()
+    spec = copy.deepcopy(spec)
+    spec.layout = "nhwc"
+    inputs = {name: _nhwc(x).contiguous() for name, x in zip(spec.input_names, args,
+                                                            strict=True)}
+    spec.input_shapes = {name: list(x.shape) for name, x in inputs.items()}
+    graph = ChannelsLastGraph(module, spec).eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    litert_torch.convert(graph, sample_kwargs=inputs).export(str(path))
+    try:
+        check_tflite(path, graph, spec)
+    except ValueError:
+        path.unlink()
+        raise
+    save_sidecar(path, spec, metadata or {})
+    return path
+
+
+def check_tflite(path: Path, graph: ChannelsLastGraph, spec: GraphSpec, frames: int = 3,
+                 tolerance: float = 1e-4) -> None:
+    """Raise if a converted graph differs from PyTorch: ``frames`` random frames streamed
+    from the zero state, PyTorch's state fed to both by name, every output compared at
+    every frame (relative to its largest value, at least 1)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    generator = torch.Generator().manual_seed(0)
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    frame = spec.input_names[0]
+    state = {key: torch.zeros(spec.input_shapes[key]) for key in spec.state_keys}
+    for _ in range(frames):
+        inputs = {frame: torch.rand(spec.input_shapes[frame], generator=generator), **state}
+        with torch.no_grad():
+            expected = graph(**inputs)
+        outputs = runner(**{name: x.numpy() for name, x in inputs.items()})
+        for name, value in expected.items():
+            error = float(abs(outputs[name] - value.numpy()).max())
+            scale = float(value.abs().max())
+            if error > tolerance * max(scale, 1.0):
+                raise ValueError(f"{path}: the TFLite conversion differs from PyTorch in "
+                                 f"{name!r} by {error:.2e} (largest value {scale:.2e}, "
+                                 f"allowed {tolerance:g} relative); the file is not kept")
+        state = {key: expected[key + NEXT] for key in spec.state_keys}
+
+
 def export_model(model: VideoClassifier, path: str | Path, fmt: str, *,
                  graph: GraphKind | None = None, height: int, width: int, frames: int = 1,
                  batch: int = 1, dynamic_frames: bool = False,
                  metadata: dict[str, Any] | None = None) -> Path:
     """Export ``model`` as ``fmt`` (``onnx``, ``torch-export``, ``executorch``).
 
-    ``graph`` defaults to ``stream`` for causal models (``frame`` for ExecuTorch) and
-    ``clip`` otherwise."""
+    ``graph`` defaults to ``stream`` for causal models (``frame`` for ExecuTorch and
+    TFLite) and ``clip`` otherwise."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {FORMATS}")
     if graph is None:
-        graph = ("frame" if fmt == "executorch" else "stream") if model.causal else "clip"
+        graph = ("frame" if fmt in ("executorch", "tflite") else "stream") if model.causal \
+            else "clip"
     if dynamic_frames:
         frames = max(frames, 2)  # an example of 1 frame would specialise the length to 1
     module, args, spec = build_graph(model, graph, height=height, width=width,
@@ -226,4 +321,6 @@ def export_model(model: VideoClassifier, path: str | Path, fmt: str, *,
         raise ValueError("dynamic frames are supported for ONNX only")
     if fmt == "torch-export":
         return export_torch(module, args, spec, path, meta)
+    if fmt == "tflite":
+        return export_tflite(module, args, spec, path, meta)
     return export_executorch(module, args, spec, path, meta)

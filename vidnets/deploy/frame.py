@@ -172,7 +172,8 @@ class FrameTemporal(nn.Module):
             weights.shape[-2:] == (1, 1)
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
         if self.depthwise_1x1:
-            self.register_buffer("weight", weights.permute(1, 2, 0, 3, 4).reshape(-1, 1, kt, 1))
+            self.register_buffer("weight", weights.permute(1, 2, 0, 3, 4).reshape(-1, 1, kt, 1)
+                                 .contiguous())
             self.register_buffer("bias", bias)
             return
         # one buffer per lag: indexing a stacked buffer would copy weights on every call
