@@ -211,7 +211,7 @@ class LiteRTStreamer(_FrameLoop):
             state().fill(0)
 
     def step(self, frame: torch.Tensor) -> torch.Tensor:
-        np.copyto(self.frame(), frame.permute(0, 2, 3, 1).numpy())
+        torch.from_numpy(self.frame()).copy_(frame.permute(0, 2, 3, 1))  # 2x numpy's
         self.interpreter.invoke()
         logits = torch.from_numpy(self.logits().copy())
         new_states = [new_state() if self.in_place else new_state().copy()
