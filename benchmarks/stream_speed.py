@@ -8,12 +8,19 @@ the same weights (vidnets loads the official TF checkpoint). Rounds alternate be
 runtimes so background load affects them alike. Prints median / p90 ms per frame and the
 ratio to TFLite (target <= 1.0, goal <= 0.6).
 
+With ``--isolate`` every runtime runs in a process of its own (one per round, the
+runtimes' processes alternating): with 2 threads, runtimes sharing a process compete
+through their idle thread pools, and which one loses varies from run to run.
+
     python benchmarks/stream_speed.py [--models a0 a1 a2] [--threads 1 2] [--calls 200]
+                                      [--backends litert ...] [--isolate]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +59,39 @@ def measure(steps: dict[str, Callable[[], object]], calls: int, rounds: int = 5
     return {name: percentiles(ms) for name, ms in times.items()}
 
 
+def runtime_step(model_id: str, runtime: str, threads: int) -> Callable[[], object]:
+    """One streaming call of ``runtime`` (``tflite`` = the official file, else a vidnets
+    backend) on ``model_id`` at its native size."""
+    size = NATIVE_SIZE[model_id]
+    official = export(model_id, size=size)
+    torch.set_num_threads(threads)
+    if runtime == "tflite":
+        return tflite_step(official.tflite, threads, size)
+    model = create_model(official.vidnets_name, weights=str(official.checkpoint))
+    streamer = create_streamer(model, runtime, size, size, threads=threads)
+    frame = torch.rand(1, 3, 1, size, size)
+    return lambda: streamer(frame)
+
+
+def child(model_id: str, runtime: str, threads: int, calls: int) -> None:
+    """``--child``: time one runtime in this process, print the ms per call as JSON."""
+    step = runtime_step(model_id, runtime, threads)
+    print(json.dumps([t * 1000 for t in time_calls(step, calls, warmup=20)]))
+
+
+def measure_isolated(model_id: str, runtimes: list[str], threads: int, calls: int,
+                     rounds: int = 3) -> dict[str, tuple[float, float]]:
+    """Median and p90 ms per call, each runtime in fresh processes, alternating."""
+    times: dict[str, list[float]] = {runtime: [] for runtime in runtimes}
+    for _ in range(rounds):
+        for runtime in runtimes:
+            out = subprocess.run([sys.executable, __file__, "--child", model_id, runtime,
+                                  str(threads), str(calls // rounds)],
+                                 check=True, capture_output=True, text=True).stdout
+            times[runtime] += json.loads(out.strip().splitlines()[-1])
+    return {runtime: percentiles(ms) for runtime, ms in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["a0", "a1", "a2"])
@@ -59,23 +99,27 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=None,
                         help="vidnets backends (default: every installed one)")
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--isolate", action="store_true",
+                        help="each runtime in processes of its own")
+    parser.add_argument("--child", nargs=4, metavar=("MODEL", "RUNTIME", "THREADS", "CALLS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    backends = args.backends or available_backends()
+    if args.child:
+        model_id, runtime, threads, calls = args.child
+        return child(model_id, runtime, int(threads), int(calls))
+    runtimes = ["tflite", *(args.backends or available_backends())]
     print("model threads runtime            median ms  p90 ms  vs TFLite")
     for model_id in args.models:
-        size = NATIVE_SIZE[model_id]
-        official = export(model_id, size=size)
-        model = create_model(official.vidnets_name, weights=str(official.checkpoint))
+        export(model_id, size=NATIVE_SIZE[model_id])  # build (or read) the official file
         for threads in args.threads:
-            torch.set_num_threads(threads)
-            steps = {"tflite (official)": tflite_step(official.tflite, threads, size)}
-            frame = torch.rand(1, 3, 1, size, size)
-            for backend in backends:
-                streamer = create_streamer(model, backend, size, size, threads=threads)
-                steps[f"vidnets {backend}"] = lambda s=streamer, x=frame: s(x)
-            results = measure(steps, args.calls)
-            reference = results["tflite (official)"][0]
-            for name, (median, p90) in results.items():
+            if args.isolate:
+                results = measure_isolated(model_id, runtimes, threads, args.calls)
+            else:
+                results = measure({r: runtime_step(model_id, r, threads) for r in runtimes},
+                                  args.calls)
+            reference = results["tflite"][0]
+            for runtime, (median, p90) in results.items():
+                name = "tflite (official)" if runtime == "tflite" else f"vidnets {runtime}"
                 print(f"{model_id:5} {threads:7} {name:18} {median:9.2f} {p90:7.2f} "
                       f"{median / reference:8.2f}x", flush=True)
 
