@@ -212,8 +212,7 @@ class LiteRTStreamer(_FrameLoop):
 
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         # numpy, not torch: a torch copy wakes torch's thread pool, whose spinning threads
-        # compete with the interpreter's (benchmarks/stream_speed.py, 2 threads: 1.06-1.13x
-        # TFLite with a torch copy here, 0.76-0.84x with this one)
+        # then compete with the interpreter's (measured: slower streaming at 2 threads)
         np.copyto(self.frame(), frame.permute(0, 2, 3, 1).numpy())
         self.interpreter.invoke()
         logits = torch.from_numpy(self.logits().copy())

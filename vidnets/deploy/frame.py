@@ -166,14 +166,13 @@ class FrameTemporal(nn.Module):
             raise ValueError("build the frame graph from deploy_model(model)")
         conv = layer.conv
         weights, kt = _lag_weights(conv)
-        self.key, self.kt, self.act, self.height = key, kt, layer.act, height
+        self.key, self.kt, self.act = key, kt, layer.act
         self.groups = conv.groups
         self.depthwise_1x1 = conv.groups == conv.in_channels == conv.out_channels and \
             weights.shape[-2:] == (1, 1)
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
         if self.depthwise_1x1:
-            self.register_buffer("weight", weights.permute(1, 2, 0, 3, 4).reshape(-1, 1, kt, 1)
-                                 .contiguous())
+            self.register_buffer("weight", weights.permute(1, 2, 0, 3, 4).reshape(-1, 1, kt, 1))
             self.register_buffer("bias", bias)
             return
         # one buffer per lag: indexing a stacked buffer would copy weights on every call
@@ -336,6 +335,8 @@ class FrameMovinetBlock(nn.Module):
 
 
 class FrameX3DBlock(nn.Module):
+    """:class:`X3DBlock` on one frame: the frame forms of its parts, the block's forward."""
+
     def __init__(self, block: X3DBlock, height: int, width: int) -> None:
         super().__init__()
         self.expansion = frame_conv(block.expansion, height, width)
@@ -345,18 +346,15 @@ class FrameX3DBlock(nn.Module):
         self.act = block.act
         self.projection = frame_conv(block.projection, h, w)
         self.skip = frame_conv(block.skip, height, width) if block.skip is not None else None
+        self.relu = block.relu
 
-    def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        y, new_state = self.feature(self.expansion(x), state)
-        if self.se is not None:
-            y, se_state = self.se(y, state)
-            new_state = {**new_state, **se_state}
-        y = self.projection(self.act(y))
-        shortcut = x if self.skip is None else self.skip(x)
-        return F.relu(y + shortcut), new_state
+    forward = X3DBlock.forward
 
 
 class FrameD2plus1DLayer(nn.Module):
+    """:class:`D2plus1DLayer` on one frame: the frame forms of its parts, the layer's
+    forward."""
+
     def __init__(self, layer: D2plus1DLayer, height: int, width: int) -> None:
         super().__init__()
         self.expand = frame_conv(layer.expand, height, width)
@@ -367,16 +365,12 @@ class FrameD2plus1DLayer(nn.Module):
         self.project = frame_conv(layer.project, h, w)
         self.residual = layer.residual
 
-    def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        y, new_state = self.feature(self.expand(x), state)
-        if self.se is not None:
-            y, se_state = self.se(y, state)
-            new_state = {**new_state, **se_state}
-        y = self.project(self.act(y))
-        return F.relu(y + x if self.residual else y), new_state
+    forward = D2plus1DLayer.forward
 
 
 class FrameTOSABlock(nn.Module):
+    """:class:`TOSABlock` on one frame: the frame forms of its layers, the block's forward."""
+
     def __init__(self, block: TOSABlock, height: int, width: int) -> None:
         super().__init__()
         layers = []
@@ -390,17 +384,7 @@ class FrameTOSABlock(nn.Module):
         self.shortcut = frame_conv(block.shortcut, height, width) \
             if block.shortcut is not None else None
 
-    def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        outputs = [x] if self.keep_input else []
-        new_state: State = {}
-        y = x
-        for layer in self.layers:
-            y, layer_state = layer(y, state)
-            outputs.append(y)
-            new_state = {**new_state, **layer_state}
-        y = self.aggregate(torch.cat(outputs, dim=1))
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu(y + shortcut), new_state
+    forward = TOSABlock.forward
 
 
 FRAME_BLOCKS: dict[type, type[nn.Module]] = {
